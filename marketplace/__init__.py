@@ -1,0 +1,61 @@
+"""The scenario opportunity marketplace (场景机会清单 / 产品清单 对接平台)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from flask import Flask
+
+from marketplace.config import PROJECT_ROOT, load_config
+from marketplace.extensions import bootstrap, csrf, db, login_manager, migrate
+
+
+def create_app(config: dict[str, Any] | None = None) -> Flask:
+    """Application factory. ``config`` overrides the environment-derived defaults.
+
+    It never touches the database: migrations and seeds are explicit CLI commands.
+    """
+    app = Flask(
+        __name__,
+        instance_relative_config=True,
+        template_folder=str(PROJECT_ROOT / "templates"),
+    )
+    app.config.from_mapping(load_config(app.instance_path))
+    if config:
+        app.config.from_mapping(config)
+    Path(app.instance_path).mkdir(parents=True, exist_ok=True)
+
+    db.init_app(app)
+    migrate.init_app(app, db, directory=str(PROJECT_ROOT / "migrations"))
+    csrf.init_app(app)
+    login_manager.init_app(app)
+    bootstrap.init_app(app)
+
+    from marketplace import models  # noqa: F401  (register the tables)
+    from marketplace.models import User
+
+    @login_manager.user_loader
+    def load_user(user_id: str) -> User | None:
+        if not user_id.isdigit():
+            return None
+        user = db.session.get(User, int(user_id))
+        return user if user is not None and user.active else None
+
+    from marketplace import errors, filters
+    from marketplace.admin import bp as admin_bp
+    from marketplace.auth import bp as auth_bp
+    from marketplace.portal import bp as portal_bp
+    from marketplace.workspace import bp as workspace_bp
+
+    app.register_blueprint(portal_bp)
+    app.register_blueprint(auth_bp, url_prefix="/auth")
+    app.register_blueprint(workspace_bp, url_prefix="/my")
+    app.register_blueprint(admin_bp, url_prefix="/admin")
+    errors.register(app)
+    filters.register(app)
+
+    from marketplace.cli import register as register_cli
+
+    register_cli(app)
+    return app

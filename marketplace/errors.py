@@ -1,0 +1,51 @@
+"""Chinese error pages for browsers and JSON errors for the API."""
+
+from __future__ import annotations
+
+from flask import Flask, jsonify, render_template, request
+from flask_wtf.csrf import CSRFError
+from werkzeug.exceptions import HTTPException
+
+from marketplace.extensions import db
+from marketplace.services.errors import DomainError
+
+MESSAGES = {
+    400: "请求无效",
+    403: "没有权限访问该页面",
+    404: "页面不存在",
+    405: "请求方法不被允许",
+    409: "当前状态不允许该操作",
+    413: "提交的内容过大",
+    500: "服务器内部错误",
+}
+
+
+def _wants_json() -> bool:
+    return request.path.startswith("/api/")
+
+
+def _render(code: int, message: str | None = None):
+    message = message or MESSAGES.get(code, "请求出错")
+    if _wants_json():
+        return jsonify(error={"code": code, "message": message}), code
+    return render_template("errors/error.html", code=code, message=message), code
+
+
+def register(app: Flask) -> None:
+    @app.errorhandler(CSRFError)
+    def csrf_error(exc: CSRFError):
+        return _render(400, "页面已过期或缺少安全令牌（CSRF），请刷新页面后重试")
+
+    @app.errorhandler(DomainError)
+    def domain_error(exc: DomainError):
+        return _render(exc.status_code, exc.message)
+
+    @app.errorhandler(HTTPException)
+    def http_error(exc: HTTPException):
+        return _render(exc.code or 500, MESSAGES.get(exc.code or 500, exc.description))
+
+    @app.errorhandler(Exception)
+    def unexpected(exc: Exception):
+        app.logger.exception("Unhandled error")
+        db.session.rollback()
+        return _render(500)

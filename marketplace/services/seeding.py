@@ -1,0 +1,177 @@
+"""Loading the demo data in ``seeds/`` idempotently.
+
+Natural keys: organizations by credit code, batches by title, opportunities by
+(publisher, title), products by (owner, name), users by email. Existing rows are left as they
+are, so running the loader twice changes nothing.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from datetime import date, datetime, time, timedelta
+from decimal import Decimal
+from pathlib import Path
+
+from sqlalchemy import select
+
+from marketplace.extensions import db
+from marketplace.models import (
+    Batch,
+    EntryStatus,
+    Opportunity,
+    Organization,
+    Product,
+    ProductField,
+    ProductTag,
+    User,
+)
+from marketplace.models.base import utcnow
+from marketplace.reference import load_reference
+from marketplace.services import index_sync
+
+
+@dataclass
+class SeedReport:
+    created: dict[str, int] = field(default_factory=dict)
+    demo_accounts: list[tuple[str, str, str]] = field(default_factory=list)
+
+    def add(self, kind: str, n: int = 1) -> None:
+        self.created[kind] = self.created.get(kind, 0) + n
+
+    @property
+    def changed(self) -> bool:
+        return any(self.created.values())
+
+
+def _read_list(folder: Path) -> list[dict]:
+    records: list[dict] = []
+    for path in sorted(folder.glob("*.json")):
+        records.extend(json.loads(path.read_text(encoding="utf-8")))
+    return records
+
+
+def _stamp(day: date | None, offset_days: int) -> datetime:
+    base = datetime.combine(day or date(2026, 10, 1), time(9, 30))
+    return base - timedelta(days=offset_days)
+
+
+def load_seeds(seeds_dir: str) -> SeedReport:
+    root = Path(seeds_dir)
+    ref = load_reference(seeds_dir)
+    report = SeedReport()
+
+    orgs = {o.credit_code: o for o in db.session.scalars(select(Organization))}
+    by_name: dict[str, Organization] = {o.name: o for o in orgs.values()}
+    for rec in _read_list(root / "organizations"):
+        if rec["credit_code"] in orgs:
+            continue
+        org = Organization(
+            name=rec["name"], kind=rec["kind"], credit_code=rec["credit_code"],
+            region_city=rec["region_city"], region_county=rec.get("region_county"),
+            contact_name=rec.get("contact_name", ""), contact_phone=rec.get("contact_phone", ""),
+            contact_email=rec.get("contact_email", ""), address=rec.get("address", ""),
+            intro=rec.get("intro", ""), verified=bool(rec.get("verified", True)),
+            verified_at=datetime(2026, 2, 20, 10) if rec.get("verified", True) else None,
+            created_at=datetime(2026, 2, 10, 9),
+        )
+        db.session.add(org)
+        orgs[org.credit_code] = by_name[org.name] = org
+        report.add("organizations")
+
+    batches = {b.title: b for b in db.session.scalars(select(Batch))}
+    for rec in json.loads((root / "batches.json").read_text(encoding="utf-8")):
+        if rec["title"] in batches:
+            continue
+        published_on = date.fromisoformat(rec["published_on"]) if rec.get("published_on") else None
+        batch = Batch(
+            title=rec["title"], kind=rec["kind"], status=rec["status"],
+            published_on=published_on, description=rec.get("description", ""),
+            created_at=_stamp(published_on, 60),
+        )
+        db.session.add(batch)
+        batches[batch.title] = batch
+        report.add("batches")
+    db.session.flush()
+
+    existing_opps = set(db.session.execute(select(Opportunity.publisher_id, Opportunity.title)))
+    for i, rec in enumerate(_read_list(root / "opportunities")):
+        publisher = by_name[rec["publisher"]]
+        if (publisher.id, rec["title"]) in existing_opps:
+            continue
+        batch = batches.get(rec.get("batch") or "")
+        status = rec["status"]
+        published_on = batch.published_on if batch is not None else None
+        opp = Opportunity(
+            title=rec["title"], description=rec["description"], publisher_id=publisher.id,
+            field_category=rec["field_category"], field_area=ref.area_of(rec["field_category"]),
+            tier=rec["tier"], region_city=rec["region_city"], region_county=rec.get("region_county"),
+            budget_min=Decimal(str(rec["budget_min"])) if rec.get("budget_min") is not None else None,
+            budget_max=Decimal(str(rec["budget_max"])) if rec.get("budget_max") is not None else None,
+            cooperation_modes=rec.get("cooperation_modes") or [],
+            deadline=date.fromisoformat(rec["deadline"]) if rec.get("deadline") else None,
+            contact_name=rec.get("contact_name", ""), contact_phone=rec.get("contact_phone", ""),
+            status=status, batch_id=batch.id if batch is not None else None,
+            review_comment=rec.get("review_comment"),
+        )
+        _timestamps(opp, status, published_on, i)
+        db.session.add(opp)
+        existing_opps.add((publisher.id, rec["title"]))
+        report.add("opportunities")
+
+    existing_products = set(db.session.execute(select(Product.owner_id, Product.name)))
+    for i, rec in enumerate(_read_list(root / "products")):
+        owner = by_name[rec["owner"]]
+        if (owner.id, rec["name"]) in existing_products:
+            continue
+        batch = batches.get(rec.get("batch") or "")
+        status = rec["status"]
+        product = Product(
+            name=rec["name"], description=rec["description"], owner_id=owner.id,
+            maturity=rec["maturity"], cases=rec.get("cases") or "",
+            region_city=rec["region_city"], region_county=rec.get("region_county"),
+            status=status, batch_id=batch.id if batch is not None else None,
+            review_comment=rec.get("review_comment"),
+            field_rows=[ProductField(category=c, area=ref.area_of(c)) for c in dict.fromkeys(rec["fields"])],
+            tag_rows=[ProductTag(tag=t) for t in dict.fromkeys(rec.get("tags") or [])],
+        )
+        _timestamps(product, status, batch.published_on if batch is not None else None, i)
+        db.session.add(product)
+        existing_products.add((owner.id, rec["name"]))
+        report.add("products")
+
+    users_file = root / "users.json"
+    if users_file.exists():
+        for rec in json.loads(users_file.read_text(encoding="utf-8")):
+            report.demo_accounts.append((rec["email"], rec["password"], rec["description"]))
+            if db.session.scalar(select(User.id).where(User.email == rec["email"].lower())):
+                continue
+            user = User(
+                email=rec["email"].lower(), name=rec["name"], phone=rec.get("phone", ""),
+                role=rec["role"],
+                organization=by_name[rec["organization"]] if rec.get("organization") else None,
+            )
+            user.set_password(rec["password"])
+            db.session.add(user)
+            report.add("users")
+
+    if report.changed:
+        index_sync.bump()
+    db.session.commit()
+    return report
+
+
+def _timestamps(entry, status: str, published_on: date | None, i: int) -> None:
+    """Plausible, deterministic timestamps for a seeded entry."""
+    offset = 10 + i % 25
+    if status == EntryStatus.PUBLISHED and published_on is not None:
+        entry.published_at = _stamp(published_on, 0)
+        entry.submitted_at = _stamp(published_on, offset)
+        entry.created_at = entry.updated_at = _stamp(published_on, offset + 3)
+    else:
+        created = _stamp(date(2026, 11, 10), offset)
+        entry.created_at = entry.updated_at = created
+        if status in (EntryStatus.SUBMITTED, EntryStatus.APPROVED, EntryStatus.RETURNED):
+            entry.submitted_at = created + timedelta(days=2)
+    if entry.created_at > utcnow():
+        entry.created_at = entry.updated_at = utcnow()

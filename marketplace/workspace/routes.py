@@ -1,0 +1,6 @@
+from marketplace.workspace import bp  # noqa: F401
+
+
+@bp.get("/")
+def index():
+    return "ok"

@@ -1,0 +1,122 @@
+"""Shared fixtures: app → db → client → runner, plus ``auth`` and factories.
+
+The suite runs on SQLite by default and on PostgreSQL when ``TEST_DATABASE_URL`` is set.
+Tables are created once per session and emptied after every test.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+
+import pytest
+from sqlalchemy import text
+
+from marketplace import create_app
+from marketplace.extensions import db as _db
+from tests import factories
+
+os.environ.setdefault("SECRET_KEY", "test-secret")
+
+CSRF_META = re.compile(r'<meta name="csrf-token" content="([^"]+)"')
+
+
+@pytest.fixture(scope="session")
+def database_url(tmp_path_factory) -> str:
+    return os.environ.get("TEST_DATABASE_URL") or (
+        f"sqlite:///{tmp_path_factory.mktemp('db') / 'test.db'}"
+    )
+
+
+@pytest.fixture(scope="session")
+def app(database_url, tmp_path_factory):
+    app = create_app(
+        {
+            "TESTING": True,
+            "SECRET_KEY": "test-secret",
+            "SQLALCHEMY_DATABASE_URI": database_url,
+            "MATCHING_INDEX_DIR": str(tmp_path_factory.mktemp("index")),
+        }
+    )
+    with app.app_context():
+        _db.drop_all()
+        if database_url.startswith("postgresql"):
+            _db.session.execute(text("DROP TABLE IF EXISTS alembic_version"))
+            _db.session.commit()
+        _db.create_all()
+    yield app
+    with app.app_context():
+        _db.drop_all()
+
+
+@pytest.fixture(autouse=True)
+def _app_context(request, app):
+    """Every test runs inside an app context with empty tables."""
+    if "no_app" in request.keywords:
+        yield
+        return
+    ctx = app.app_context()
+    ctx.push()
+    try:
+        yield
+    finally:
+        _db.session.rollback()
+        for table in reversed(_db.metadata.sorted_tables):
+            _db.session.execute(table.delete())
+        _db.session.commit()
+        _db.session.remove()
+        ctx.pop()
+
+
+@pytest.fixture
+def db(app):
+    return _db
+
+
+@pytest.fixture
+def client(app):
+    return app.test_client()
+
+
+@pytest.fixture
+def runner(app):
+    return app.test_cli_runner()
+
+
+def csrf_token(client) -> str:
+    """Fetch a page and read the session's CSRF token from its meta tag."""
+    html = client.get("/auth/login").get_data(as_text=True)
+    match = CSRF_META.search(html)
+    assert match, "no csrf token on page"
+    return match.group(1)
+
+
+class AuthActions:
+    """Real logins and CSRF-protected POSTs through the test client."""
+
+    def __init__(self, client):
+        self._client = client
+
+    def login(self, user_or_email, password: str = factories.PASSWORD):
+        email = getattr(user_or_email, "email", user_or_email)
+        return self.post("/auth/login", {"email": email, "password": password})
+
+    def logout(self):
+        return self.post("/auth/logout", {})
+
+    def post(self, url: str, data: dict | None = None, **kwargs):
+        """POST with the session's CSRF token, like a browser submitting a form."""
+        data = dict(data or {})
+        data.setdefault("csrf_token", csrf_token(self._client))
+        return self._client.post(url, data=data, **kwargs)
+
+
+@pytest.fixture
+def auth(client) -> AuthActions:
+    return AuthActions(client)
+
+
+@pytest.fixture
+def make(db):
+    """Factories bound to the test database: ``make.org()``, ``make.user()``, …"""
+    return factories
