@@ -1,0 +1,73 @@
+"""The demo seeds load completely and idempotently."""
+
+from __future__ import annotations
+
+from collections import Counter
+
+from sqlalchemy import func, select
+
+from marketplace.models import (
+    AuditEvent,
+    Batch,
+    BatchStatus,
+    EntryStatus,
+    Opportunity,
+    Organization,
+    Product,
+    User,
+)
+from marketplace.reference import reference
+from marketplace.services.seeding import load_seeds
+
+
+def _counts(db):
+    return {
+        model.__name__: db.session.scalar(select(func.count()).select_from(model))
+        for model in (Organization, User, Batch, Opportunity, Product, AuditEvent)
+    }
+
+
+def test_seeds_load_twice_without_changes(app, db):
+    first = load_seeds(app.config["SEEDS_DIR"])
+    assert first.changed
+    counts = _counts(db)
+    stamps = db.session.execute(select(Product.id, Product.updated_at)).all()
+    second = load_seeds(app.config["SEEDS_DIR"])
+    assert not second.changed
+    assert _counts(db) == counts
+    assert db.session.execute(select(Product.id, Product.updated_at)).all() == stamps
+
+
+def test_seeds_cover_the_required_volume_and_variety(app, db):
+    load_seeds(app.config["SEEDS_DIR"])
+    orgs = db.session.scalars(select(Organization)).all()
+    assert len(orgs) >= 40
+    assert {o.kind for o in orgs} == {"government", "institution", "soe", "enterprise", "research", "service"}
+    assert {o.region_city for o in orgs} >= set(reference().cities) - {"赣江新区"}
+    opps = db.session.scalars(select(Opportunity)).all()
+    products = db.session.scalars(select(Product)).all()
+    assert len(opps) >= 80 and len(products) >= 250
+    assert {o.field_area for o in opps} == set(reference().area_names)
+    assert len({o.field_category for o in opps}) >= 14
+    for entries in (opps, products):
+        statuses = Counter(e.status for e in entries)
+        assert set(statuses) == {s.value for s in EntryStatus}
+    published = db.session.scalars(select(Batch).where(Batch.status == BatchStatus.PUBLISHED)).all()
+    assert Counter(b.kind for b in published) == {"opportunity": 2, "product": 2}
+    lengths = sorted(len(o.description) for o in opps)
+    assert lengths[0] < 150 and lengths[-1] > 400
+
+
+def test_seeded_products_belong_to_product_owner_kinds(app, db):
+    load_seeds(app.config["SEEDS_DIR"])
+    kinds = set(db.session.scalars(select(Organization.kind).join(Product, Product.owner_id == Organization.id)))
+    assert kinds <= {"enterprise", "research", "service"}
+
+
+def test_seeded_demo_accounts_can_log_in(app, db, auth):
+    report = load_seeds(app.config["SEEDS_DIR"])
+    roles = {u.role for u in db.session.scalars(select(User))}
+    assert {"organizer", "member"} <= roles
+    email, password, _ = report.demo_accounts[0]
+    response = auth.login(email, password)
+    assert response.status_code == 302
