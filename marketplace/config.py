@@ -42,5 +42,6 @@ def load_config(instance_path: str) -> dict:
         "MATCHING_ENABLED": os.environ.get("MATCHING_ENABLED", "1") != "0",
         "SESSION_COOKIE_HTTPONLY": True,
         "SESSION_COOKIE_SAMESITE": "Lax",
+        "SESSION_COOKIE_SECURE": os.environ.get("SESSION_COOKIE_SECURE", "0") == "1",
         "MAX_CONTENT_LENGTH": 2 * 1024 * 1024,
     }
