@@ -85,7 +85,7 @@ def runner(app):
 
 def csrf_token(client) -> str:
     """Fetch a page and read the session's CSRF token from its meta tag."""
-    html = client.get("/auth/login").get_data(as_text=True)
+    html = client.get("/auth/login", follow_redirects=True).get_data(as_text=True)
     match = CSRF_META.search(html)
     assert match, "no csrf token on page"
     return match.group(1)

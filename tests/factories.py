@@ -26,7 +26,9 @@ from marketplace.models import (
 from marketplace.models.base import utcnow
 
 PASSWORD = "correct-horse-42"
-PASSWORD_HASH = generate_password_hash(PASSWORD)
+# A cheap hash method: check_password_hash reads the method from the hash, so logins in
+# tests stay fast while production hashes keep werkzeug's default (scrypt).
+PASSWORD_HASH = generate_password_hash(PASSWORD, method="pbkdf2:sha256:1000")
 _seq = itertools.count(1)
 _ORG_ALPHABET = "0123456789ABCDEFGHJKLMNPQRTUWXY"
 
@@ -90,7 +92,8 @@ def admin(**kw) -> User:
 
 def batch(kind: str = "opportunity", status: str = BatchStatus.COLLECTING, **kw) -> Batch:
     n = next(_seq)
-    values = dict(title=f"2026年第{n}批{'机会' if kind == 'opportunity' else '产品'}清单", kind=kind, status=status)
+    label = "机会" if kind == "opportunity" else "产品"
+    values = dict(title=f"2026年第{n}批{label}清单", kind=kind, status=status)
     if status == BatchStatus.PUBLISHED:
         values["published_on"] = date(2026, 3, 28)
     values.update(kw)
@@ -127,7 +130,9 @@ PRODUCT_FORM = {
 }
 
 
-def opportunity(publisher: Organization, status: str = EntryStatus.DRAFT, batch: Batch | None = None, **kw) -> Opportunity:
+def opportunity(
+    publisher: Organization, status: str = EntryStatus.DRAFT, batch: Batch | None = None, **kw
+) -> Opportunity:
     values = dict(OPPORTUNITY_FORM)
     values.pop("region_county")
     values.update(
