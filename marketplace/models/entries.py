@@ -33,6 +33,11 @@ from marketplace.models.enums import (
 )
 
 
+def _money(value: Decimal | None) -> str | None:
+    """``Decimal('50.00')`` → ``'50'``, ``Decimal('12.50')`` → ``'12.5'``."""
+    return None if value is None else format(value.normalize(), "f")
+
+
 class Batch(db.Model):
     """A numbered list publication, e.g. 「2026年第一批机会清单」."""
 
@@ -154,12 +159,12 @@ class Opportunity(EntryMixin, db.Model):
 
     @property
     def budget_label(self) -> str:
-        lo, hi = self.budget_min, self.budget_max
+        lo, hi = _money(self.budget_min), _money(self.budget_max)
         if lo is None and hi is None:
             return "面议"
         if lo is not None and hi is not None:
-            return f"{lo:g}–{hi:g} 万元" if lo != hi else f"{lo:g} 万元"
-        return f"不低于 {lo:g} 万元" if lo is not None else f"不超过 {hi:g} 万元"
+            return f"{lo}–{hi} 万元" if lo != hi else f"{lo} 万元"
+        return f"不低于 {lo} 万元" if lo is not None else f"不超过 {hi} 万元"
 
     @property
     def categories(self) -> list[str]:

@@ -60,7 +60,9 @@ def test_seeds_cover_the_required_volume_and_variety(app, db):
 
 def test_seeded_products_belong_to_product_owner_kinds(app, db):
     load_seeds(app.config["SEEDS_DIR"])
-    kinds = set(db.session.scalars(select(Organization.kind).join(Product, Product.owner_id == Organization.id)))
+    kinds = set(
+        db.session.scalars(select(Organization.kind).join(Product, Product.owner_id == Organization.id))
+    )
     assert kinds <= {"enterprise", "research", "service"}
 
 
