@@ -6,9 +6,18 @@ from pathlib import Path
 from typing import Any
 
 from flask import Flask
+from werkzeug.routing import IntegerConverter
 
 from marketplace.config import PROJECT_ROOT, load_config
 from marketplace.extensions import bootstrap, csrf, db, login_manager, migrate
+
+
+class BoundedIntConverter(IntegerConverter):
+    """``<int:id>`` limited to the database integer range: larger ids are a 404, not a 500."""
+
+    def __init__(self, url_map, *args, **kwargs):
+        kwargs.setdefault("max", 2**31 - 1)
+        super().__init__(url_map, *args, **kwargs)
 
 
 def create_app(config: dict[str, Any] | None = None) -> Flask:
@@ -21,6 +30,7 @@ def create_app(config: dict[str, Any] | None = None) -> Flask:
         instance_relative_config=True,
         template_folder=str(PROJECT_ROOT / "templates"),
     )
+    app.url_map.converters["int"] = BoundedIntConverter
     app.config.from_mapping(load_config(app.instance_path))
     if config:
         app.config.from_mapping(config)
@@ -44,7 +54,9 @@ def create_app(config: dict[str, Any] | None = None) -> Flask:
 
     from marketplace import errors, filters
     from marketplace.admin import bp as admin_bp
+    from marketplace.api import bp as api_bp
     from marketplace.auth import bp as auth_bp
+    from marketplace.matching_views import bp as matching_bp
     from marketplace.portal import bp as portal_bp
     from marketplace.workspace import bp as workspace_bp
 
@@ -52,10 +64,24 @@ def create_app(config: dict[str, Any] | None = None) -> Flask:
     app.register_blueprint(auth_bp, url_prefix="/auth")
     app.register_blueprint(workspace_bp, url_prefix="/my")
     app.register_blueprint(admin_bp, url_prefix="/admin")
+    app.register_blueprint(matching_bp, url_prefix="/matching")
+    app.register_blueprint(api_bp, url_prefix="/api/v1")
     errors.register(app)
     filters.register(app)
+
+    from marketplace.services import search
+
+    search.init_app(app)
+
+    from marketplace.services import matching
+
+    matching.init_app(app)
 
     from marketplace.cli import register as register_cli
 
     register_cli(app)
+
+    from marketplace.matching_cli import register as register_matching_cli
+
+    register_matching_cli(app)
     return app
