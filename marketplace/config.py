@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import secrets
 import warnings
@@ -38,7 +39,11 @@ def load_config(instance_path: str) -> dict:
         "MATCHING_MODEL": os.environ.get("MATCHING_MODEL") or None,
         "MATCHING_INDEX_DIR": os.environ.get("MATCHING_INDEX_DIR") or str(Path(instance_path) / "index"),
         "MATCHING_HNSW_THRESHOLD": int(os.environ.get("MATCHING_HNSW_THRESHOLD", "20000")),
-        "MATCHING_WEIGHTS": DEFAULT_MATCHING_WEIGHTS,
+        "MATCHING_WEIGHTS": (
+            json.loads(os.environ["MATCHING_WEIGHTS"])
+            if os.environ.get("MATCHING_WEIGHTS")
+            else DEFAULT_MATCHING_WEIGHTS
+        ),
         "MATCHING_ENABLED": os.environ.get("MATCHING_ENABLED", "1") != "0",
         "SESSION_COOKIE_HTTPONLY": True,
         "SESSION_COOKIE_SAMESITE": "Lax",

@@ -1,26 +1,98 @@
-from marketplace.portal import bp  # noqa: F401
+"""Public pages: home, the two lists with filters, batch pages, detail pages and search.
+
+Nothing here needs a login, and nothing shows an entry that is not published.
+"""
+
+from __future__ import annotations
+
+from flask import render_template, request
+
+from marketplace.models import EntryKind
+from marketplace.portal import bp
+from marketplace.portal.forms import OpportunityFilterForm, ProductFilterForm, SearchForm
+from marketplace.services import portal
+from marketplace.services.search import highlight, snippet
+
+LIST_PER_PAGE = 20
+BATCH_PER_PAGE = 50
+SEARCH_PER_PAGE = 20
+#: Hits per side when searching both lists at once (each side links to its full results).
+SEARCH_PREVIEW = 10
+#: Deeper pages are clamped (no offset can overflow the database's integer).
+MAX_PAGE = 10_000
+
+bp.add_app_template_filter(highlight, "highlight")
+bp.add_app_template_filter(snippet, "snippet")
+
+
+def _page_arg() -> int:
+    """The ``page`` query argument; malformed or out-of-range values fall back to a valid page."""
+    try:
+        page = int(request.args.get("page", "1"))
+    except ValueError:
+        return 1
+    return min(max(page, 1), MAX_PAGE)
 
 
 @bp.get("/")
 def index():
-    return "ok"
+    return render_template("portal/index.html", stats=portal.home_stats())
 
 
 @bp.get("/opportunities")
 def opportunities():
-    return "ok"
+    form = OpportunityFilterForm(request.args, batches=portal.published_batches(EntryKind.OPPORTUNITY))
+    form.validate()
+    listing = portal.list_opportunities(
+        form.filters(), form.keyword(), page=_page_arg(), per_page=LIST_PER_PAGE
+    )
+    return render_template("portal/opportunities.html", form=form, listing=listing)
 
 
 @bp.get("/products")
 def products():
-    return "ok"
+    form = ProductFilterForm(request.args, batches=portal.published_batches(EntryKind.PRODUCT))
+    form.validate()
+    listing = portal.list_products(
+        form.filters(), form.keyword(), page=_page_arg(), per_page=LIST_PER_PAGE
+    )
+    return render_template("portal/products.html", form=form, listing=listing)
+
+
+@bp.get("/opportunities/<int:id>")
+def opportunity(id: int):
+    return render_template("portal/opportunity.html", entry=portal.get_published_opportunity(id))
+
+
+@bp.get("/products/<int:id>")
+def product(id: int):
+    return render_template("portal/product.html", entry=portal.get_published_product(id))
 
 
 @bp.get("/batches")
 def batches():
-    return "ok"
+    return render_template("portal/batches.html", batches=portal.published_batches_with_counts())
+
+
+@bp.get("/batches/<int:id>")
+def batch(id: int):
+    found = portal.get_published_batch(id)
+    page = portal.batch_entries(found, page=_page_arg(), per_page=BATCH_PER_PAGE)
+    return render_template("portal/batch.html", batch=found, page=page)
 
 
 @bp.get("/search")
 def search():
-    return "ok"
+    form = SearchForm(request.args, batches=portal.published_batches())
+    form.validate()
+    q = form.keyword()
+    results = None
+    if q:
+        sides = form.sides()
+        single = len(sides) == 1
+        results = portal.search_entries(
+            q, sides, form.filters(),
+            page=_page_arg() if single else 1,
+            per_page=SEARCH_PER_PAGE if single else SEARCH_PREVIEW,
+        )
+    return render_template("portal/search.html", form=form, q=q, results=results)

@@ -1,0 +1,294 @@
+"""Speed, memory and ANN-recall benchmark of the matching engine on synthetic products.
+
+    python benchmarks/matching.py --n 100000 --queries 300
+
+Generates ``--n`` products (100–400 characters composed from domain phrase banks), fits the
+offline encoder on a sample, encodes everything, builds the engine (FAISS HNSW above the
+threshold + BM25), then prints:
+
+* build time and throughput, split into encoding and indexing;
+* free-text query latency p50/p95/p99 for top-20, including query tokenisation and encoding;
+* resident memory (VmRSS from /proc/self/status): added by fitting + encoding (includes
+  allocator slack from temporary matrices), by building the engine (both indexes), and in total;
+* recall@20 of the HNSW index against exact inner-product search, for a few ``ef_search``;
+* BM25 rebuild time for 10,000 documents (the lazy-rebuild cost after an update).
+
+It is a measurement script, not a test.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import random
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from matching import Item, LexicalIndex, MatchEngine, build_encoder, document_text, tokenize  # noqa: E402
+
+SUBJECTS = [
+    "智慧停车诱导",
+    "城市生命线安全监测",
+    "居家养老跌倒监测",
+    "水库大坝安全监测",
+    "无人机智能巡检",
+    "工业互联网设备预测性维护",
+    "AI视觉缺陷检测",
+    "一网通办智能审批",
+    "VR职业技能实训",
+    "智慧景区客流监测",
+    "农产品质量溯源",
+    "危化品安全生产监管",
+    "森林防火烟火识别",
+    "城市内涝预警",
+    "智慧社区网格化治理",
+    "互联网医院远程诊疗",
+    "慢病管理随访",
+    "智慧课堂教学分析",
+    "冷链物流温控",
+    "供应链金融风控",
+    "食品安全明厨亮灶",
+    "碳排放监测核算",
+    "园区能耗管理",
+    "车路协同信号优化",
+    "公交智能调度",
+    "数字孪生城市底座",
+    "低空经济飞行服务",
+    "电梯安全物联网监测",
+    "燃气管网泄漏监测",
+    "桥梁结构健康监测",
+    "智慧农业病虫害识别",
+    "高标准农田墒情监测",
+    "政务热线工单智能分派",
+    "电子证照共享应用",
+    "惠企政策精准推送",
+]
+FORMS = ["系统", "平台", "一体化解决方案", "终端", "管理平台", "服务平台", "大模型应用", "SaaS服务"]
+TECH = [
+    "基于物联网传感器实时采集运行数据",
+    "采用5G与边缘计算实现毫秒级响应",
+    "融合北斗定位与GIS一张图展示",
+    "利用深度学习视频分析自动识别异常事件",
+    "依托大数据平台开展多源数据融合分析",
+    "通过数字孪生技术实现三维可视化",
+    "结合大模型实现智能问答与报告生成",
+    "采用低代码方式快速配置业务流程",
+    "基于区块链保证数据可信可追溯",
+    "支持NB-IoT和LoRa等多种通信方式",
+    "通过隐私计算实现跨部门数据安全共享",
+    "利用AGV和机器人替代人工作业",
+]
+VALUE = [
+    "显著降低人工巡查成本",
+    "将事件发现时间从小时级缩短到分钟级",
+    "提升群众办事满意度",
+    "帮助管理部门科学决策",
+    "实现风险早发现早预警早处置",
+    "减少能耗和碳排放",
+    "提高生产效率和产品良率",
+    "缓解供需信息不对称",
+    "保障老年人居家安全",
+    "提升城市精细化治理水平",
+]
+CASES = [
+    "已在南昌市、赣州市等地落地应用",
+    "在九江市某区开展试点",
+    "服务企业超过两百家",
+    "覆盖全省十一个设区市",
+    "获得省级数字经济优秀案例",
+    "与多家医院和养老机构合作",
+    "在景德镇陶瓷企业规模化部署",
+]
+CATEGORIES = [
+    "政务服务",
+    "新型智慧城市",
+    "公共安全",
+    "应急管理",
+    "智慧水利",
+    "数字乡村",
+    "生产制造",
+    "金融服务",
+    "商贸流通",
+    "现代农业",
+    "社会保障",
+    "医疗健康",
+    "教育就业",
+    "交通出行",
+    "文化旅游",
+]
+CITIES = [
+    "南昌市",
+    "景德镇市",
+    "萍乡市",
+    "九江市",
+    "新余市",
+    "鹰潭市",
+    "赣州市",
+    "吉安市",
+    "宜春市",
+    "抚州市",
+    "上饶市",
+]
+TAGS = ["5G", "物联网", "人工智能", "大模型", "区块链", "VR/AR", "大数据", "云计算", "数字孪生", "边缘计算"]
+MATURITY = ["rnd", "pilot", "scale"]
+QUERY_EXTRA = [
+    "找车位难",
+    "老人摔倒",
+    "水库水位",
+    "河道巡查",
+    "设备故障",
+    "表面瑕疵",
+    "审批慢",
+    "客流拥堵",
+    "火情发现晚",
+    "管网泄漏",
+    "冷链断链",
+    "农田缺水",
+    "热线转办慢",
+    "政策找不到",
+]
+
+
+def make_product(rng: random.Random, item_id: int) -> Item:
+    subject = rng.choice(SUBJECTS)
+    title = f"{subject}{rng.choice(FORMS)}"
+    target = rng.randint(100, 400)
+    parts = [f"本产品面向{rng.choice(CATEGORIES)}场景，提供{subject}能力。"]
+    while sum(map(len, parts)) < target:
+        parts.append(rng.choice([rng.choice(TECH), rng.choice(VALUE), rng.choice(CASES), subject]) + "，")
+    text = "".join(parts)[:target].rstrip("，") + "。"
+    return Item(
+        id=item_id,
+        side="product",
+        title=title,
+        text=text,
+        categories=tuple(rng.sample(CATEGORIES, rng.randint(1, 2))),
+        region_city=rng.choice(CITIES),
+        tags=tuple(rng.sample(TAGS, rng.randint(1, 3))),
+        maturity=rng.choice(MATURITY),
+    )
+
+
+def make_query(rng: random.Random) -> str:
+    return f"{rng.choice(QUERY_EXTRA)} {rng.choice(SUBJECTS)} {rng.choice(TECH)[:8]}"
+
+
+def rss_mb() -> float:
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) / 1024
+    return float("nan")
+
+
+def percentile(values: list[float], q: float) -> float:
+    return float(np.percentile(np.asarray(values), q))
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--n", type=int, default=100_000)
+    parser.add_argument("--queries", type=int, default=300)
+    parser.add_argument("--fit-sample", type=int, default=20_000)
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--json", action="store_true", help="print one JSON object instead of text")
+    args = parser.parse_args(argv)
+    rng = random.Random(args.seed)
+    out: dict[str, object] = {"n": args.n, "queries": args.queries}
+
+    t0 = time.perf_counter()
+    items = [make_product(rng, i) for i in range(args.n)]
+    texts = [document_text(i) for i in items]
+    out["avg_chars"] = round(sum(len(i.text) for i in items) / len(items), 1)
+    out["generate_s"] = round(time.perf_counter() - t0, 2)
+
+    rss_before = rss_mb()
+    encoder = build_encoder(None, fit_sample=args.fit_sample)
+    t0 = time.perf_counter()
+    encoder.fit(texts)
+    out["fit_s"] = round(time.perf_counter() - t0, 2)
+    out["encoder"] = f"{encoder.name} (dim {encoder.dim}, fitted on {min(args.n, args.fit_sample)})"
+
+    t0 = time.perf_counter()
+    vectors = encoder.encode(texts)
+    encode_s = time.perf_counter() - t0
+    out["encode_s"] = round(encode_s, 2)
+    out["encode_items_per_s"] = round(args.n / encode_s)
+
+    out["rss_after_fit_encode_mb"] = round(rss_mb() - rss_before, 1)
+    rss_index_before = rss_mb()
+    engine = MatchEngine(encoder)
+    t0 = time.perf_counter()
+    engine.build(items, vectors={("product", it.id): vectors[n] for n, it in enumerate(items)})
+    index_s = time.perf_counter() - t0
+    side = engine._side("product")
+    out["index_kind"] = side.vectors.kind
+    out["index_s"] = round(index_s, 2)
+    out["index_items_per_s"] = round(args.n / index_s)
+    out["build_total_s"] = round(out["fit_s"] + encode_s + index_s, 2)
+    del vectors
+    out["rss_index_mb"] = round(rss_mb() - rss_index_before, 1)
+    out["rss_total_delta_mb"] = round(rss_mb() - rss_before, 1)
+
+    queries = [make_query(rng) for _ in range(args.queries)]
+    engine.search(queries[0], "product", k=20)  # warm-up
+    latencies = []
+    for q in queries:
+        t0 = time.perf_counter()
+        engine.search(q, "product", k=20)
+        latencies.append((time.perf_counter() - t0) * 1000)
+    out["latency_ms"] = {
+        "p50": round(percentile(latencies, 50), 2),
+        "p95": round(percentile(latencies, 95), 2),
+        "p99": round(percentile(latencies, 99), 2),
+    }
+    item_latencies = []
+    for it in rng.sample(items, min(100, len(items))):
+        t0 = time.perf_counter()
+        engine.similar("product", it.id, k=5)
+        item_latencies.append((time.perf_counter() - t0) * 1000)
+    out["similar_latency_ms"] = {
+        "p50": round(percentile(item_latencies, 50), 2),
+        "p95": round(percentile(item_latencies, 95), 2),
+    }
+
+    qvecs = encoder.encode(queries, kind="query")
+    store = side.vectors._vecs[: len(side.vectors)]
+    store_ids = side.vectors._ids[: len(side.vectors)]
+    exact = store_ids[np.argsort(-(qvecs @ store.T), axis=1)[:, :20]]
+    recalls = {}
+    for ef in (64, 96, 128, 192):
+        side.vectors.ef_search = ef
+        t0 = time.perf_counter()
+        _, got = side.vectors.search(qvecs, 20)
+        per_query_ms = (time.perf_counter() - t0) * 1000 / len(qvecs)
+        recall = float(np.mean([len(set(g) & set(e)) / 20 for g, e in zip(got, exact, strict=True)]))
+        recalls[f"ef_search={ef}"] = {"recall@20": round(recall, 4), "ms_per_query": round(per_query_ms, 3)}
+    side.vectors.ef_search = 128
+    out["hnsw_vs_exact"] = recalls
+
+    sample = [tokenize(t) for t in texts[:10_000]]
+    lexical = LexicalIndex()
+    lexical.build(list(range(len(sample))), sample)
+    lexical.upsert(0, sample[0])
+    t0 = time.perf_counter()
+    lexical.search(["停车"], 1)
+    out["bm25_rebuild_10k_s"] = round(time.perf_counter() - t0, 3)
+    t0 = time.perf_counter()
+    for t in texts[:10_000]:
+        tokenize(t)
+    out["tokenize_10k_s"] = round(time.perf_counter() - t0, 2)
+
+    if args.json:
+        print(json.dumps(out, ensure_ascii=False))
+        return
+    for key, value in out.items():
+        print(f"{key:>22}: {value}")
+
+
+if __name__ == "__main__":
+    main()

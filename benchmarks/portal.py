@@ -1,0 +1,465 @@
+"""Server-side latency of the public portal on a large synthetic catalogue.
+
+    python benchmarks/portal.py                                   # temporary SQLite file
+    python benchmarks/portal.py --database-url postgresql://postgres@127.0.0.1:5432/test
+
+Generates ``--opportunities`` scenario needs and ``--products`` products (Chinese text assembled
+from phrase banks, across every category, city, tier, maturity and tag; two published batches
+per side plus a collecting one, and about 15 % of the entries in the non-public statuses), bulk
+inserts them, builds the keyword index, warms up, then requests every page type at least
+``--requests`` times through the Flask test client and prints p50/p95/max (milliseconds, time
+spent inside the app) and the number of SQL statements per request.
+
+On PostgreSQL everything happens in a fresh schema (``bench_portal_<pid>``) that is dropped at
+the end, so no table is left behind in the target database. It is a measurement script, not a
+test.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import random
+import statistics
+import sys
+import tempfile
+import time
+import unicodedata
+from collections.abc import Callable
+from datetime import date, datetime, timedelta
+from decimal import Decimal
+from pathlib import Path
+from urllib.parse import urlencode
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+os.environ.setdefault("SECRET_KEY", "benchmark-only")
+
+from sqlalchemy import create_engine, event, func, insert, select, text  # noqa: E402
+
+from marketplace import create_app  # noqa: E402
+from marketplace.extensions import db  # noqa: E402
+from marketplace.models import (  # noqa: E402
+    Batch,
+    BatchStatus,
+    CooperationMode,
+    EntryStatus,
+    Maturity,
+    Opportunity,
+    Organization,
+    OrgKind,
+    Product,
+    ProductField,
+    ProductTag,
+    Tier,
+)
+from marketplace.reference import load_reference  # noqa: E402
+from marketplace.services import index_sync  # noqa: E402
+from marketplace.services.search import get_index  # noqa: E402
+
+# -------------------------------------------------------------------- phrase banks
+
+#: Scenario subjects per category (one line per category: ``category: subject subject ...``).
+SUBJECTS: dict[str, list[str]] = {
+    category: subjects.split()
+    for category, subjects in (line.split(": ") for line in """
+政务服务: 一网通办智能审批 政务服务热线工单智能分派 电子证照共享应用 惠企政策精准推送 智能导办机器人
+政府运行: 机关协同办公 公文智能校对 机关事务数字化管理 财政资金智能监管 会议纪要大模型助手
+生态保护: 碳排放监测核算 水质在线监测 大气污染溯源分析 生态红线遥感监测 固废全流程监管
+市场监管: 食品安全明厨亮灶 特种设备电梯安全监测 信用风险分类监管 网络交易监测 计量器具智能检定
+新型智慧城市: 城市大脑运行中心 数字孪生城市底座 城市生命线安全监测 智慧社区网格化治理 城市部件智能巡查
+公共安全: 重点区域视频智能分析 燃气管网泄漏监测 人员密集场所客流预警 校园安全智能防控 桥梁结构健康监测
+应急管理: 危化品安全生产监管 森林防火烟火识别 自然灾害综合风险监测 应急物资智能调度 城市内涝预警
+智慧水利: 水库大坝安全监测 山洪灾害预警 河湖长制智能巡河 灌区量测水 防汛指挥调度
+数字乡村: 乡村治理积分制 农村人居环境智能监管 村级数字化服务站 乡村文旅数字导览 农村集体资产监管
+生产制造: 工业互联网设备预测性维护 AI视觉缺陷检测 数字化车间排产 能耗在线监测 AGV智能仓储物流
+金融服务: 供应链金融风控 普惠金融信用画像 小微企业融资对接 保险理赔智能审核 反洗钱智能监测
+商贸流通: 冷链物流温控 智慧物流园区调度 农产品电商直播 跨境电商通关服务 商圈客流分析
+现代农业: 智慧农业病虫害识别 高标准农田墒情监测 农产品质量溯源 水产养殖水质监测 农机北斗作业监测
+社会保障: 居家养老跌倒监测 智慧养老服务平台 养老机构智能监测 社保待遇资格认证 困难群众精准救助
+医疗健康: 互联网医院远程诊疗 慢病管理随访 医学影像智能辅助诊断 院内物资智能配送 区域健康大数据
+教育就业: 智慧课堂教学分析 VR职业技能实训 校园一卡通升级 零工市场就业撮合 教育资源公共服务
+交通出行: 智慧停车诱导 车路协同信号优化 公交智能调度 城市停车泊位共享 两客一危车辆监管
+文化旅游: 智慧景区客流监测 VR文博数字展厅 全域旅游一码游 文物预防性保护监测 演艺场馆智能票务
+""".strip().splitlines())
+}
+PLACES = ["老旧小区", "中心城区", "工业园区", "县域", "景区", "高校", "重点流域", "乡镇", "开发区",
+          "城乡结合部"]
+NEED_FORMS = ["建设", "改造提升", "试点应用", "场景需求", "能力提升项目", "示范项目"]
+PRODUCT_FORMS = ["系统", "平台", "一体化解决方案", "智能终端", "管理平台", "服务平台", "大模型应用",
+                 "SaaS服务"]
+BACKGROUND = [
+    "随着业务量持续增长，现有信息化手段难以满足精细化管理要求。",
+    "辖区内相关设施点多面广，日常巡查主要依靠人工，发现问题不及时。",
+    "各部门数据分散在多个系统中，缺乏统一汇聚和共享机制。",
+    "群众和企业对服务便利度的期待不断提高，线下办理环节多、耗时长。",
+    "近年来极端天气多发，风险隐患底数不清，预警能力亟待加强。",
+    "老年人口占比持续上升，独居和高龄老人的安全照护需求突出。",
+    "高峰时段车辆集中，停车位供需矛盾突出，乱停乱放现象较多。",
+]
+REQUIREMENTS = [
+    "需要建设统一的数据采集与监测体系，实现运行状态实时感知。",
+    "希望引入人工智能算法，对异常事件进行自动识别和分级预警。",
+    "要求提供可视化驾驶舱，支持按区域、时间、类型进行统计分析。",
+    "需要支持移动端应用，方便一线人员现场核查和闭环处置。",
+    "要求与现有业务系统对接，符合信创和网络安全等级保护要求。",
+    "希望采用物联网传感器和NB-IoT通信，降低部署和运维成本。",
+    "需要智能监测终端与平台联动，实现一键报警和远程协助。",
+]
+TECH = [
+    "基于物联网传感器实时采集运行数据", "采用5G与边缘计算实现毫秒级响应", "融合北斗定位与GIS一张图展示",
+    "利用深度学习视频分析自动识别异常事件", "依托大数据平台开展多源数据融合分析",
+    "通过数字孪生技术实现三维可视化", "结合大模型实现智能问答与报告生成", "采用低代码方式快速配置业务流程",
+    "基于区块链保证数据可信可追溯", "支持NB-IoT和LoRa等多种通信方式", "通过隐私计算实现跨部门数据安全共享",
+    "利用AGV和机器人替代人工作业",
+]
+VALUE = [
+    "显著降低人工巡查成本。", "将事件发现时间从小时级缩短到分钟级。", "提升群众办事满意度。",
+    "帮助管理部门科学决策。", "实现风险早发现、早预警、早处置。", "减少能耗和碳排放。",
+    "提高生产效率和产品良率。", "保障老年人居家安全。", "提升城市精细化治理水平。",
+]
+CASES = [
+    "已在南昌市、赣州市等地落地应用。", "在九江市某区开展试点，运行稳定。", "服务企业超过两百家。",
+    "覆盖全省十一个设区市。", "获评省级数字经济优秀案例。", "与多家医院和养老机构开展合作。",
+]
+ORG_WORDS = ["智联", "数联", "云图", "慧通", "天工", "赣数", "星河", "匠心", "泊安", "瑞信",
+             "鸿途", "数创", "博远", "启明", "卓越", "知行", "华章", "领航", "新元", "睿达"]
+ORG_SUFFIX = ["科技有限公司", "信息技术有限公司", "智能科技股份有限公司", "数字技术有限公司", "软件有限公司"]
+GOV_UNITS = ["数据局", "交通运输局", "民政局", "应急管理局", "水利局", "卫生健康委员会", "教育局",
+             "农业农村局", "市场监督管理局", "生态环境局", "城市管理局", "文化广电旅游局"]
+
+NON_PUBLIC = [EntryStatus.DRAFT, EntryStatus.SUBMITTED, EntryStatus.RETURNED, EntryStatus.APPROVED,
+              EntryStatus.WITHDRAWN]
+#: Indexes suggested for the schema (batch pages count and list a batch's published entries).
+RECOMMENDED_INDEXES = [
+    "CREATE INDEX IF NOT EXISTS ix_opportunity_batch_status ON opportunity (batch_id, status)",
+    "CREATE INDEX IF NOT EXISTS ix_product_batch_status ON product (batch_id, status)",
+]
+SEARCH_QUERIES = ["停车", "养老 智能 监测", "车位", "NB-IoT", "无人机 巡检", "一网通办",
+                  "工业互联网 缺陷检测", "水库 大坝 监测", "智慧景区客流", "供应链金融"]
+
+
+# -------------------------------------------------------------------- data generation
+
+
+def _status(rng: random.Random) -> str:
+    return EntryStatus.PUBLISHED if rng.random() < 0.85 else rng.choice(NON_PUBLIC)
+
+
+def generate(n_opportunities: int, n_products: int, seed: int,
+             recommended_indexes: bool = False) -> dict[str, int]:
+    """Bulk-insert the synthetic catalogue; returns row counts."""
+    rng = random.Random(seed)
+    ref = load_reference(os.environ.get("SEEDS_DIR") or str(Path(__file__).resolve().parents[1] / "seeds"))
+    categories = list(ref.categories)
+    cities = list(ref.cities)
+    now = datetime(2026, 10, 1, 9, 30)
+
+    # Organizations: ids assigned here so entries can refer to them.
+    orgs, publishers, suppliers = [], [], []
+    for i in range(400):
+        city = cities[i % len(cities)]
+        kind = [OrgKind.GOVERNMENT, OrgKind.INSTITUTION, OrgKind.SOE][i % 3]
+        orgs.append(dict(id=len(orgs) + 1, name=f"{city}{GOV_UNITS[i % len(GOV_UNITS)]}{i}", kind=kind,
+                         credit_code=f"11{i:016d}", region_city=city, verified=True, created_at=now))
+        publishers.append(len(orgs))
+    for i in range(3000):
+        city = cities[i % len(cities)]
+        name = f"江西{rng.choice(ORG_WORDS)}{rng.choice(ORG_WORDS)}{ORG_SUFFIX[i % len(ORG_SUFFIX)]}{i}"
+        orgs.append(dict(id=len(orgs) + 1, name=name, kind=OrgKind.ENTERPRISE, credit_code=f"91{i:016d}",
+                         region_city=city, verified=True, contact_name="李工", contact_phone="0791-86000000",
+                         contact_email=f"bd{i}@example.cn", created_at=now))
+        suppliers.append(len(orgs))
+    db.session.execute(insert(Organization), orgs)
+
+    batches = []
+    for kind, label in (("opportunity", "机会"), ("product", "产品")):
+        for n, status in ((1, BatchStatus.PUBLISHED), (2, BatchStatus.PUBLISHED),
+                          (3, BatchStatus.COLLECTING)):
+            batches.append(dict(
+                id=len(batches) + 1, kind=kind, title=f"2026年第{n}批{label}清单", status=status,
+                published_on=date(2026, 3 * n, 28) if status == BatchStatus.PUBLISHED else None,
+                description=f"经各地申报、专家评审，现发布2026年第{n}批{label}清单。", created_at=now,
+            ))
+    db.session.execute(insert(Batch), batches)
+    batch_ids = {kind: [b["id"] for b in batches if b["kind"] == kind] for kind in ("opportunity", "product")}
+
+    def batch_for(kind: str, status: str) -> int | None:
+        published, _, collecting = batch_ids[kind]
+        if status == EntryStatus.PUBLISHED:
+            return rng.choice(batch_ids[kind][:2])
+        if status == EntryStatus.APPROVED:
+            return collecting
+        return None if status != EntryStatus.WITHDRAWN or rng.random() < 0.5 else published
+
+    tiers = [t.value for t in Tier]
+    modes = [m.value for m in CooperationMode]
+    rows = []
+    for i in range(n_opportunities):
+        category = categories[i % len(categories)]
+        city = cities[rng.randrange(len(cities))]
+        status = _status(rng)
+        subject = rng.choice(SUBJECTS[category])
+        stamp = now - timedelta(minutes=i)
+        lo = rng.choice([None, 20, 50, 100, 300])
+        rows.append(dict(
+            id=i + 1,
+            title=f"{city}{rng.choice(PLACES)}{subject}{rng.choice(NEED_FORMS)}",
+            description="".join([
+                rng.choice(BACKGROUND), f"拟开展{subject}工作，", rng.choice(REQUIREMENTS),
+                rng.choice(REQUIREMENTS), f"预期{rng.choice(VALUE)}",
+            ]),
+            field_category=category, field_area=ref.area_of(category), tier=rng.choice(tiers),
+            region_city=city, region_county=rng.choice(ref.city_counties[city]),
+            publisher_id=rng.choice(publishers),
+            budget_min=Decimal(lo) if lo else None, budget_max=Decimal(lo * 3) if lo else None,
+            cooperation_modes=rng.sample(modes, rng.randint(1, 3)),
+            deadline=date(2027, 6, 30), contact_name="王主任", contact_phone="0791-88123456",
+            status=status, batch_id=batch_for("opportunity", status),
+            published_at=stamp if status == EntryStatus.PUBLISHED else None,
+            created_at=stamp, updated_at=stamp,
+        ))
+        if len(rows) == 5000:
+            db.session.execute(insert(Opportunity), rows)
+            rows = []
+    if rows:
+        db.session.execute(insert(Opportunity), rows)
+
+    maturities = [m.value for m in Maturity]
+    products, fields, tags = [], [], []
+    for i in range(n_products):
+        own = rng.sample(categories, rng.choice([1, 1, 2, 3]))
+        city = cities[rng.randrange(len(cities))]
+        status = _status(rng)
+        subject = rng.choice(SUBJECTS[own[0]])
+        stamp = now - timedelta(minutes=i)
+        product_id = i + 1
+        products.append(dict(
+            id=product_id,
+            name=f"{subject}{rng.choice(PRODUCT_FORMS)}V{rng.randint(1, 5)}.{i}",
+            description="".join([
+                f"面向{rng.choice(PLACES)}的{subject}{rng.choice(PRODUCT_FORMS)}，",
+                f"{rng.choice(TECH)}，{rng.choice(TECH)}，", rng.choice(REQUIREMENTS),
+                f"可{rng.choice(VALUE)}",
+            ]),
+            cases=rng.choice(CASES), maturity=rng.choice(maturities),
+            region_city=city, region_county=rng.choice(ref.city_counties[city]),
+            owner_id=rng.choice(suppliers), status=status, batch_id=batch_for("product", status),
+            published_at=stamp if status == EntryStatus.PUBLISHED else None,
+            created_at=stamp, updated_at=stamp,
+        ))
+        fields.extend(dict(product_id=product_id, category=c, area=ref.area_of(c)) for c in own)
+        tags.extend(dict(product_id=product_id, tag=t) for t in rng.sample(ref.tags, rng.randint(1, 4)))
+        if len(products) == 5000:
+            _flush_products(products, fields, tags)
+    _flush_products(products, fields, tags)
+    db.session.commit()
+
+    if db.engine.dialect.name == "postgresql":
+        for table in ("organization", "batch", "opportunity", "product"):
+            db.session.execute(text(f"SELECT setval(pg_get_serial_sequence('{table}', 'id'), "
+                                    f"(SELECT max(id) FROM {table}))"))
+    index_sync.bump()
+    db.session.commit()
+    if recommended_indexes:
+        for statement in RECOMMENDED_INDEXES:
+            db.session.execute(text(statement))
+        db.session.commit()
+    # Fresh statistics (and, on PostgreSQL, the visibility map for index-only scans), as
+    # autovacuum would provide in production.
+    with db.engine.connect().execution_options(isolation_level="AUTOCOMMIT") as conn:
+        conn.execute(text("VACUUM ANALYZE" if db.engine.dialect.name == "postgresql" else "ANALYZE"))
+    return {
+        "organizations": len(orgs),
+        "opportunities": n_opportunities,
+        "published opportunities": db.session.scalar(
+            select(func.count()).where(Opportunity.status == EntryStatus.PUBLISHED)),
+        "products": n_products,
+        "published products": db.session.scalar(
+            select(func.count()).where(Product.status == EntryStatus.PUBLISHED)),
+    }
+
+
+def _flush_products(products: list, fields: list, tags: list) -> None:
+    if products:
+        db.session.execute(insert(Product), products)
+        db.session.execute(insert(ProductField), fields)
+        db.session.execute(insert(ProductTag), tags)
+    products.clear()
+    fields.clear()
+    tags.clear()
+
+
+# -------------------------------------------------------------------- timing
+
+
+class StatementCounter:
+    def __init__(self, engine):
+        self.count = 0
+        event.listen(engine, "before_cursor_execute", self._count)
+
+    def _count(self, *args) -> None:
+        self.count += 1
+
+
+def page_urls(rng: random.Random, n: int) -> dict[str, list[str]]:
+    """``n`` URLs per page type."""
+    published_opps = list(db.session.scalars(
+        select(Opportunity.id).where(Opportunity.status == EntryStatus.PUBLISHED)))
+    published_products = list(db.session.scalars(
+        select(Product.id).where(Product.status == EntryStatus.PUBLISHED)))
+    batches = list(db.session.scalars(select(Batch).where(Batch.status == BatchStatus.PUBLISHED)))
+    ref = load_reference(os.environ.get("SEEDS_DIR") or str(Path(__file__).resolve().parents[1] / "seeds"))
+    deep = max(len(published_opps) // 20 * 3 // 4, 1)
+    tags = list(ref.tags)
+    maturities = [m.value for m in Maturity]
+
+    def many(make: Callable[[int], str]) -> list[str]:
+        return [make(i) for i in range(n)]
+
+    def q(path: str, **params) -> str:
+        return f"{path}?{urlencode(params)}"
+
+    return {
+        "home": many(lambda i: "/"),
+        "opportunities p1": many(lambda i: "/opportunities"),
+        f"opportunities p{deep}": many(lambda i: f"/opportunities?page={deep}"),
+        "opportunities category+city": many(
+            lambda i: q("/opportunities", category=rng.choice(ref.categories), city=rng.choice(ref.cities))),
+        "products p1": many(lambda i: "/products"),
+        "products tag+maturity": many(
+            lambda i: q("/products", tag=rng.choice(tags), maturity=rng.choice(maturities))),
+        "opportunities ?q=": many(lambda i: q("/opportunities", q=SEARCH_QUERIES[i % len(SEARCH_QUERIES)])),
+        "products ?q=": many(lambda i: q("/products", q=SEARCH_QUERIES[i % len(SEARCH_QUERIES)])),
+        "search (both sides)": many(lambda i: q("/search", q=SEARCH_QUERIES[i % len(SEARCH_QUERIES)])),
+        "search 停车": many(lambda i: q("/search", q="停车")),
+        "search 养老 智能 监测": many(lambda i: q("/search", q="养老 智能 监测")),
+        "search products+city": many(
+            lambda i: q("/search", q=SEARCH_QUERIES[i % len(SEARCH_QUERIES)], side="products",
+                        city=rng.choice(ref.cities))),
+        "batch page": many(lambda i: f"/batches/{batches[i % len(batches)].id}?page={1 + i % 5}"),
+        "opportunity detail": many(lambda i: f"/opportunities/{rng.choice(published_opps)}"),
+        "product detail": many(lambda i: f"/products/{rng.choice(published_products)}"),
+    }
+
+
+def measure(app, urls: dict[str, list[str]]) -> list[tuple[str, int, float, float, float, float]]:
+    client = app.test_client()
+    with app.app_context():
+        counter = StatementCounter(db.engine)
+    results = []
+    for name, batch in urls.items():
+        for url in batch[:3]:  # warm-up (templates, caches)
+            assert client.get(url).status_code == 200, url
+        times, queries = [], []
+        for url in batch:
+            counter.count = 0
+            started = time.perf_counter()
+            response = client.get(url)
+            times.append((time.perf_counter() - started) * 1000)
+            queries.append(counter.count)
+            if response.status_code != 200:
+                raise SystemExit(f"{url} -> {response.status_code}")
+        times.sort()
+        p95 = times[min(len(times) - 1, int(round(0.95 * len(times))) - 1)]
+        results.append((name, len(times), statistics.median(times), p95, times[-1],
+                        statistics.mean(queries)))
+    return results
+
+
+def _pad(label: str, width: int) -> str:
+    """Left-align ``label`` in ``width`` terminal columns (CJK characters take two)."""
+    used = sum(2 if unicodedata.east_asian_width(ch) in "WF" else 1 for ch in label)
+    return label + " " * max(width - used, 1)
+
+
+def measure_refresh(app) -> float:
+    """Milliseconds of the first search after one published product changed.
+
+    It includes the incremental index refresh and the lazy BM25 matrix rebuild of that side.
+    """
+    client = app.test_client()
+    with app.app_context():
+        product = db.session.scalar(
+            select(Product).where(Product.status == EntryStatus.PUBLISHED).limit(1))
+        product.description += "新增支持车位预约功能。"
+        product.updated_at = datetime.now()
+        index_sync.bump()
+        db.session.commit()
+        db.session.remove()
+    started = time.perf_counter()
+    assert client.get("/products?q=车位预约").status_code == 200
+    return (time.perf_counter() - started) * 1000
+
+
+def print_table(results, title: str) -> None:
+    print(f"\n{title}")
+    print(f"{_pad('page', 30)}{'n':>5}{'p50 ms':>10}{'p95 ms':>10}{'max ms':>10}{'queries':>9}")
+    for name, n, p50, p95, worst, queries in results:
+        flag = "" if p95 < 50 else "  > 50 ms"
+        print(f"{_pad(name, 30)}{n:>5}{p50:>10.1f}{p95:>10.1f}{worst:>10.1f}{queries:>9.1f}{flag}")
+
+
+# -------------------------------------------------------------------- main
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--database-url", help="default: a temporary SQLite file")
+    parser.add_argument("--opportunities", type=int, default=10_000)
+    parser.add_argument("--products", type=int, default=50_000)
+    parser.add_argument("--requests", type=int, default=100, help="requests per page type")
+    parser.add_argument("--seed", type=int, default=42)
+    parser.add_argument("--recommended-indexes", action="store_true",
+                        help="also create the indexes suggested in RECOMMENDED_INDEXES")
+    args = parser.parse_args()
+
+    tmpdir = tempfile.TemporaryDirectory(prefix="bench-portal-")
+    url = args.database_url or f"sqlite:///{Path(tmpdir.name) / 'portal.db'}"
+    config = {"SQLALCHEMY_DATABASE_URI": url, "MATCHING_INDEX_DIR": str(Path(tmpdir.name) / "index"),
+              "MATCHING_ENABLED": False}
+    schema = None
+    if url.startswith("postgresql"):
+        schema = f"bench_portal_{os.getpid()}"
+        admin = create_engine(url, isolation_level="AUTOCOMMIT")
+        with admin.connect() as conn:
+            conn.execute(text(f"CREATE SCHEMA {schema}"))
+        config["SQLALCHEMY_ENGINE_OPTIONS"] = {
+            "pool_pre_ping": True, "connect_args": {"options": f"-csearch_path={schema}"},
+        }
+    app = create_app(config)
+    try:
+        with app.app_context():
+            db.create_all()
+            started = time.perf_counter()
+            counts = generate(args.opportunities, args.products, args.seed, args.recommended_indexes)
+            generated = time.perf_counter() - started
+            index = get_index()
+            index.sync()
+            build = index.build_seconds
+            print(f"database: {db.engine.dialect.name}{f' (schema {schema})' if schema else ''}")
+            print("rows: " + ", ".join(f"{k} {v}" for k, v in counts.items()))
+            print(f"data generation and bulk insert: {generated:.1f} s")
+            print(f"keyword index build (both sides, published only): {build:.1f} s")
+            if args.recommended_indexes:
+                print("with RECOMMENDED_INDEXES")
+            urls = page_urls(random.Random(args.seed), args.requests)
+            db.session.remove()
+        results = measure(app, urls)
+        print_table(results, f"server time per request ({args.requests} requests per page type)")
+        print(f"\nfirst product search after one product changed (refresh + BM25 rebuild): "
+              f"{measure_refresh(app):.0f} ms")
+    finally:
+        with app.app_context():
+            db.session.remove()
+            if schema is None:
+                db.drop_all()
+            db.engine.dispose()
+        if schema is not None:
+            with admin.connect() as conn:
+                conn.execute(text(f"DROP SCHEMA {schema} CASCADE"))
+            admin.dispose()
+        tmpdir.cleanup()
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,119 @@
+"""JSON endpoints of the matching engine. GET only; errors are JSON (see ``marketplace.errors``).
+
+* ``GET /api/v1/opportunities/<id>/products?k=20&region=&maturity=&tag=``
+* ``GET /api/v1/products/<id>/opportunities?k=20&region=&category=``
+* ``GET /api/v1/search?q=...&side=products|opportunities&k=20&region=&category=&maturity=&tag=``
+
+Results are published entries only. The entry queried by id must be published, unless the
+caller is logged in as a member of its organization or as an organizer (then a draft works).
+Invalid parameters give 400, unknown or hidden ids 404.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Any
+
+from flask import jsonify, request, url_for
+from flask_login import current_user
+
+from marketplace.api import bp
+from marketplace.models import EntryKind
+from marketplace.services import matching
+from marketplace.services.errors import ValidationFailed
+
+DEFAULT_K = 20
+SIDES = {"products": EntryKind.PRODUCT.value, "opportunities": EntryKind.OPPORTUNITY.value}
+_DIGITS = re.compile(r"[0-9]{1,6}")
+
+
+def _k() -> int:
+    raw = request.args.get("k")
+    if raw is None:
+        return DEFAULT_K
+    if not _DIGITS.fullmatch(raw):
+        raise ValidationFailed({"k": f"k 应为 1 到 {matching.MAX_K} 之间的整数"})
+    return int(raw)
+
+
+def _args(*names: str) -> dict[str, str | None]:
+    return {name: request.args.get(name) or None for name in names}
+
+
+def _result(rank: int, result: matching.MatchResult) -> dict[str, Any]:
+    entry, hit = result.entry, result.hit
+    data: dict[str, Any] = {"rank": rank, "id": entry.id}
+    if entry.kind == EntryKind.PRODUCT:
+        data.update(
+            name=entry.name,
+            maturity=entry.maturity,
+            tags=entry.tags,
+            categories=entry.categories,
+            url=url_for("portal.product", id=entry.id),
+        )
+    else:
+        data.update(
+            title=entry.title, categories=entry.categories, url=url_for("portal.opportunity", id=entry.id)
+        )
+    data.update(
+        organization=result.organization,
+        region=entry.region_label,
+        score=hit.score,
+        dense=hit.dense,
+        lexical=hit.lexical,
+        structured=hit.structured,
+        breakdown=hit.breakdown,
+        matched_terms=hit.matched_terms,
+        reasons=hit.reasons,
+        reason=hit.reason,
+    )
+    return data
+
+
+def _response(query: dict[str, Any], results: list[matching.MatchResult]):
+    return jsonify(
+        query=query,
+        encoder=matching.encoder_name(),
+        results=[_result(n, r) for n, r in enumerate(results, start=1)],
+    )
+
+
+@bp.get("/opportunities/<int:id>/products")
+def opportunity_products(id: int):
+    k, filters = _k(), _args("region", "maturity", "tag")
+    entry, results = matching.products_for_opportunity_id(current_user, id, k, **filters)
+    query = {
+        "kind": entry.kind,
+        "id": entry.id,
+        "title": entry.title,
+        "status": entry.status,
+        "k": k,
+        "filters": filters,
+    }
+    return _response(query, results)
+
+
+@bp.get("/products/<int:id>/opportunities")
+def product_opportunities(id: int):
+    k, filters = _k(), _args("region", "category")
+    entry, results = matching.opportunities_for_product_id(current_user, id, k, **filters)
+    query = {
+        "kind": entry.kind,
+        "id": entry.id,
+        "name": entry.name,
+        "status": entry.status,
+        "k": k,
+        "filters": filters,
+    }
+    return _response(query, results)
+
+
+@bp.get("/search")
+def search():
+    side_arg = request.args.get("side", "products")
+    if side_arg not in SIDES:
+        raise ValidationFailed({"side": "side 只能是 products 或 opportunities"})
+    k, filters = _k(), _args("region", "category", "maturity", "tag")
+    q = request.args.get("q", "")
+    results = matching.search_text(q, SIDES[side_arg], k, **filters)
+    return _response({"q": q.strip(), "side": side_arg, "k": k, "filters": filters}, results)

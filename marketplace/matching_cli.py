@@ -1,0 +1,198 @@
+"""``flask matching ...``: rebuild and refit the index, query it, evaluate on the dev set."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import click
+from flask import Flask, current_app
+from flask.cli import AppGroup
+
+from marketplace.models import EntryKind
+from marketplace.services import matching
+from marketplace.services.errors import DomainError
+
+matching_cli = AppGroup("matching", help="智能匹配索引 (matching engine): rebuild, refit, query, evaluate.")
+
+SIDES = {"products": EntryKind.PRODUCT.value, "opportunities": EntryKind.OPPORTUNITY.value}
+
+
+class _Progress:
+    """A click progress bar opened on the first report (when the total is known)."""
+
+    def __init__(self, label: str) -> None:
+        self.label = label
+        self._bar: Any = None
+
+    def __call__(self, done: int, total: int) -> None:
+        if total <= 0:
+            return
+        if self._bar is None:
+            self._bar = click.progressbar(length=total, label=self.label)
+            self._bar.__enter__()
+        self._bar.update(done - self._bar.pos)
+
+    def close(self) -> None:
+        if self._bar is not None:
+            self._bar.__exit__(None, None, None)
+
+
+def _echo_report(report: matching.BuildReport) -> None:
+    click.echo(f"encoder:     {report.encoder_name}")
+    click.echo(
+        f"fingerprint: {report.fingerprint or '-'}"
+        + (
+            f" (was {report.previous_fingerprint})"
+            if report.previous_fingerprint and report.previous_fingerprint != report.fingerprint
+            else ""
+        )
+    )
+    click.echo(
+        f"indexed:     {report.counts['opportunity']} opportunities, {report.counts['product']} products"
+    )
+    click.echo(f"vectors:     {report.encoded} encoded, {report.cached} from the cache")
+    click.echo(f"pruned:      {report.pruned} stale cache rows")
+    click.echo(
+        "timings:     " + ", ".join(f"{name} {seconds:.2f}s" for name, seconds in report.timings.items())
+    )
+
+
+def _rebuild(refit: bool) -> matching.BuildReport:
+    service = matching.get_service()
+    if not service.enabled:
+        raise click.ClickException("matching is disabled (MATCHING_ENABLED=0)")
+    if service.fallback_reason:
+        click.echo(
+            f"warning: MATCHING_MODEL cannot be used ({service.fallback_reason}); using the offline encoder",
+            err=True,
+        )
+    progress = _Progress("encoding")
+    try:
+        report = service.rebuild(refit=refit, progress=progress)
+    finally:
+        progress.close()
+    _echo_report(report)
+    return report
+
+
+@matching_cli.command("rebuild")
+@click.option(
+    "--refit/--no-refit",
+    default=True,
+    show_default=True,
+    help="Fit the offline encoder on the current corpus (else keep the saved fitted state).",
+)
+def rebuild_command(refit: bool) -> None:
+    """Rebuild the index of the published entries from the database and the vector cache."""
+    _rebuild(refit)
+
+
+@matching_cli.command("refit")
+def refit_command() -> None:
+    """Refit the offline encoder on the current corpus and re-encode what changed."""
+    _rebuild(True)
+
+
+@matching_cli.command("status")
+def status_command() -> None:
+    """Print the engine status as JSON."""
+    status = matching.get_service().status()
+    click.echo(json.dumps(status.__dict__, ensure_ascii=False, indent=2))
+
+
+@matching_cli.command("query")
+@click.argument("text")
+@click.option("--side", type=click.Choice(sorted(SIDES)), default="products", show_default=True)
+@click.option("-k", "k", type=click.IntRange(1, matching.MAX_K), default=10, show_default=True)
+def query_command(text: str, side: str, k: int) -> None:
+    """Rank the published entries of one side for TEXT, with reasons."""
+    try:
+        results = matching.search_text(text, SIDES[side], k)
+    except DomainError as exc:
+        raise click.ClickException(exc.message) from exc
+    if not results:
+        click.echo("no results")
+    for rank, result in enumerate(results, start=1):
+        hit, entry = result.hit, result.entry
+        click.echo(f"{rank:>3}. [{hit.score:.3f}] #{entry.id} {entry.display_name} — {result.organization}")
+        click.echo(
+            f"     dense {hit.dense:.2f} · lexical {hit.lexical:.2f} · structured {hit.structured:.2f}"
+        )
+        click.echo(f"     {hit.reason}")
+
+
+# ------------------------------------------------------------------------ evaluation
+
+
+def dev_set(eval_dir: Path, products_dir: Path) -> tuple[list[dict], list[dict], dict[str, dict[str, float]]]:
+    """Needs (all ``needs*.jsonl``), products and merged qrels (all ``qrels*.tsv``) of the dev set.
+
+    Products come from ``eval/products.jsonl`` when present, else from the seed product files
+    (``key`` becomes the id, cases are appended to the description, the owner is the company).
+    """
+    from matching.evaluate import load_jsonl, load_qrels
+
+    need_files = sorted(eval_dir.glob("needs*.jsonl"))
+    qrel_files = sorted(eval_dir.glob("qrels*.tsv"))
+    if not need_files or not qrel_files:
+        raise click.ClickException(f"no dev set in {eval_dir} (needs*.jsonl and qrels*.tsv)")
+    needs = [record for path in need_files for record in load_jsonl(path)]
+    qrels: dict[str, dict[str, float]] = {}
+    for path in qrel_files:
+        for need_id, judged in load_qrels(path).items():
+            qrels.setdefault(need_id, {}).update(judged)
+    if (eval_dir / "products.jsonl").is_file():
+        products = load_jsonl(eval_dir / "products.jsonl")
+    else:
+        products = []
+        for path in sorted(products_dir.glob("*.json")):
+            for record in json.loads(path.read_text(encoding="utf-8")):
+                if not record.get("key"):
+                    continue
+                products.append(
+                    {
+                        "id": record["key"],
+                        "name": record.get("name", ""),
+                        "description": "\n".join(
+                            p for p in (record.get("description"), record.get("cases")) if p
+                        ),
+                        "fields": record.get("fields") or [],
+                        "tags": record.get("tags") or [],
+                        "maturity": record.get("maturity"),
+                        "company": record.get("owner"),
+                    }
+                )
+    if not products:
+        raise click.ClickException("no products for the dev set")
+    return needs, products, qrels
+
+
+@matching_cli.command("evaluate")
+@click.option(
+    "--model",
+    "model",
+    default=None,
+    help="encoder spec (default: MATCHING_MODEL): default | st:<name or path>",
+)
+@click.option("--k", "k", type=click.IntRange(1, 1000), default=10, show_default=True)
+def evaluate_command(model: str | None, k: int) -> None:
+    """nDCG@k, Recall@k and MRR of BM25, dense and fused rankings on seeds/eval/."""
+    from matching.evaluate import evaluate
+
+    seeds = Path(current_app.config["SEEDS_DIR"])
+    needs, products, qrels = dev_set(seeds / "eval", seeds / "products")
+    result = evaluate(
+        needs,
+        products,
+        qrels,
+        encoder_spec=model or current_app.config.get("MATCHING_MODEL"),
+        k=k,
+        config=current_app.config.get("MATCHING_WEIGHTS") or None,
+    )
+    click.echo(json.dumps(result, ensure_ascii=False, indent=2))
+
+
+def register(app: Flask) -> None:
+    app.cli.add_command(matching_cli)

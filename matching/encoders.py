@@ -1,0 +1,547 @@
+"""Text encoders: one interface, an offline default and a sentence-transformers wrapper.
+
+``build_encoder(spec)`` is the only constructor the app needs:
+
+* ``None`` / ``""`` / ``"default"`` / ``"offline"`` → :class:`OfflineEncoder` (TF-IDF over
+  :func:`matching.text.tokenize` tokens plus character trigrams, reduced with TruncatedSVD and
+  centred; deterministic, needs no downloaded weights, must be fitted on the corpus).
+* ``"st:<model name or local path>"`` (or a bare name/path) →
+  :class:`SentenceTransformerEncoder`. If the model cannot be loaded the offline encoder is
+  returned instead, a WARNING is logged on the ``"matching"`` logger and
+  ``encoder.fallback_reason`` says why.
+
+Every encoder returns float32 ``(n, dim)`` L2-normalised rows, so inner product = cosine.
+Heavy libraries (torch, sentence-transformers, scikit-learn) are imported inside the
+functions that need them.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import math
+import os
+from abc import ABC, abstractmethod
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any, Literal
+
+import numpy as np
+
+from matching.text import normalize, tokenize
+
+__all__ = [
+    "Encoder",
+    "OfflineEncoder",
+    "SentenceTransformerEncoder",
+    "build_encoder",
+    "load_encoder",
+    "EncoderLoadError",
+    "BGE_ZH_QUERY_PROMPT",
+]
+
+logger = logging.getLogger("matching")
+
+Kind = Literal["document", "query"]
+
+#: The retrieval instruction recommended for BAAI bge-*-zh models (query side only).
+BGE_ZH_QUERY_PROMPT = "为这个句子生成表示以用于检索相关文章："
+
+_ENCODER_FILE = "encoder.json"
+#: LSA generalises better with few dimensions on a small corpus: the SVD keeps at most
+#: ``max(32, n_docs // 6)`` components (chosen on the seeds/eval dev set, see docs/matching.md).
+_MIN_SMALL_CORPUS_DIM = 32
+
+
+class EncoderLoadError(RuntimeError):
+    """A pretrained model could not be loaded."""
+
+
+def _l2_normalise(mat: np.ndarray) -> np.ndarray:
+    mat = np.asarray(mat, dtype=np.float32)
+    if mat.ndim == 1:
+        mat = mat[None, :]
+    norms = np.linalg.norm(mat, axis=1, keepdims=True)
+    norms[norms == 0] = 1.0
+    return np.ascontiguousarray(mat / norms, dtype=np.float32)
+
+
+class Encoder(ABC):
+    """Common interface of all encoders."""
+
+    #: Set by :func:`build_encoder` when a requested model could not be loaded.
+    fallback_reason: str | None = None
+
+    @property
+    @abstractmethod
+    def name(self) -> str:
+        """Human-readable name, e.g. ``offline-tfidf-svd-256`` or ``st:BAAI/bge-small-zh-v1.5``."""
+
+    @property
+    @abstractmethod
+    def dim(self) -> int:
+        """Vector dimension (0 while an offline encoder is not fitted)."""
+
+    @property
+    @abstractmethod
+    def is_fitted(self) -> bool:
+        """Whether :meth:`encode` can be called."""
+
+    @property
+    @abstractmethod
+    def fingerprint(self) -> str:
+        """Changes whenever the vectors would change (other model, other fitted state)."""
+
+    @abstractmethod
+    def fit(self, texts: Sequence[str]) -> Encoder:
+        """Fit on a corpus (no-op for pretrained models). Returns ``self``."""
+
+    @abstractmethod
+    def encode(self, texts: Sequence[str], kind: Kind = "document") -> np.ndarray:
+        """Encode texts to a float32 ``(n, dim)`` array of L2-normalised rows."""
+
+    @abstractmethod
+    def save(self, directory: str | os.PathLike[str]) -> None:
+        """Persist what is needed to rebuild this encoder with :func:`load_encoder`."""
+
+    def __repr__(self) -> str:
+        return f"<{type(self).__name__} {self.name} fitted={self.is_fitted}>"
+
+
+# --------------------------------------------------------------------------------------------
+# Offline encoder
+# --------------------------------------------------------------------------------------------
+
+
+def _char_trigrams(text: str) -> list[str]:
+    norm = normalize(text).replace(" ", "")
+    return [norm[i : i + 3] for i in range(len(norm) - 2)]
+
+
+class _Tfidf:
+    """A minimal TF-IDF (sublinear tf, smooth idf, L2 rows) over a fixed vocabulary.
+
+    Written here instead of using scikit-learn's vectoriser so that transform needs no
+    scikit-learn import and the fitted state is three plain arrays.
+    """
+
+    def __init__(self, vocab: dict[str, int], idf: np.ndarray) -> None:
+        self.vocab = vocab
+        self.idf = idf.astype(np.float32)
+
+    @classmethod
+    def fit(cls, docs: Sequence[Sequence[str]], min_df: int = 1, max_features: int | None = None) -> _Tfidf:
+        df: dict[str, int] = {}
+        for doc in docs:
+            for term in set(doc):
+                df[term] = df.get(term, 0) + 1
+        terms = [t for t, c in df.items() if c >= min_df]
+        if max_features is not None and len(terms) > max_features:
+            terms.sort(key=lambda t: (-df[t], t))
+            terms = terms[:max_features]
+        terms.sort()
+        vocab = {t: i for i, t in enumerate(terms)}
+        n = len(docs)
+        idf = np.array([math.log((1 + n) / (1 + df[t])) + 1.0 for t in terms], dtype=np.float32)
+        return cls(vocab, idf)
+
+    def transform(self, docs: Sequence[Sequence[str]]):  # -> scipy.sparse.csr_matrix
+        from scipy import sparse
+
+        vocab = self.vocab
+        indptr = [0]
+        indices: list[int] = []
+        data: list[float] = []
+        for doc in docs:
+            counts: dict[int, int] = {}
+            for term in doc:
+                j = vocab.get(term)
+                if j is not None:
+                    counts[j] = counts.get(j, 0) + 1
+            indices.extend(counts.keys())
+            data.extend(counts.values())
+            indptr.append(len(indices))
+        mat = sparse.csr_matrix(
+            (np.asarray(data, dtype=np.float32), np.asarray(indices, dtype=np.int64), np.asarray(indptr)),
+            shape=(len(docs), len(vocab)),
+            dtype=np.float32,
+        )
+        if mat.nnz:
+            mat.data = (1.0 + np.log(mat.data)) * self.idf[mat.indices]
+            norms = np.sqrt(np.asarray(mat.multiply(mat).sum(axis=1)).ravel())
+            norms[norms == 0] = 1.0
+            mat = sparse.diags((1.0 / norms).astype(np.float32)) @ mat
+        return mat.tocsr()
+
+
+class OfflineEncoder(Encoder):
+    """TF-IDF (tokens incl. bigrams, plus character trigrams) → TruncatedSVD → centre → L2.
+
+    ``dim`` is capped by the corpus: at most ``max(32, n_docs // 6)``, ``n_docs - 1`` and
+    ``n_features - 1`` (so the default 256 applies from about 1,500 documents on). With fewer
+    than three documents the SVD is skipped and the raw TF-IDF space is used. Fitting is
+    deterministic (fixed ``random_state``). ``fit_sample`` limits how many documents the
+    vocabulary and the SVD are fitted on (evenly spaced sample), which keeps 100k-item builds
+    fast; every document is still encoded. The vocabulary is capped (``max_word_features``,
+    ``max_char_features``) so the components matrix stays small (150k x 256 float32 ≈ 150 MB at
+    most).
+    """
+
+    def __init__(
+        self,
+        dim: int = 256,
+        *,
+        char_weight: float = 0.5,
+        max_word_features: int = 100_000,
+        max_char_features: int = 50_000,
+        fit_sample: int = 30_000,
+        random_state: int = 42,
+    ) -> None:
+        self.target_dim = int(dim)
+        self.char_weight = float(char_weight)
+        self.max_word_features = int(max_word_features)
+        self.max_char_features = int(max_char_features)
+        self.fit_sample = int(fit_sample)
+        self.random_state = int(random_state)
+        self._words: _Tfidf | None = None
+        self._chars: _Tfidf | None = None
+        self._components: np.ndarray | None = None  # (dim, n_features) or None = identity
+        self._mean: np.ndarray | None = None
+        self._dim = 0
+        self._fingerprint = "offline-unfitted"
+
+    @property
+    def name(self) -> str:
+        return f"offline-tfidf-svd-{self.target_dim}"
+
+    @property
+    def dim(self) -> int:
+        return self._dim
+
+    @property
+    def is_fitted(self) -> bool:
+        return self._words is not None
+
+    @property
+    def fingerprint(self) -> str:
+        return self._fingerprint
+
+    def _sparse(self, texts: Sequence[str], word_docs=None, char_docs=None):
+        from scipy import sparse
+
+        assert self._words is not None and self._chars is not None
+        words = self._words.transform(word_docs if word_docs is not None else [tokenize(t) for t in texts])
+        chars = self._chars.transform(
+            char_docs if char_docs is not None else [_char_trigrams(t) for t in texts]
+        )
+        return sparse.hstack([words, chars * self.char_weight], format="csr", dtype=np.float32)
+
+    def fit(self, texts: Sequence[str]) -> OfflineEncoder:
+        texts = [t or "" for t in texts]
+        if not texts:
+            raise ValueError("OfflineEncoder.fit needs at least one text")
+        if len(texts) > self.fit_sample:
+            step = len(texts) / self.fit_sample
+            texts = [texts[int(i * step)] for i in range(self.fit_sample)]
+        word_docs = [tokenize(t) for t in texts]
+        char_docs = [_char_trigrams(t) for t in texts]
+        # Terms seen once carry no co-occurrence signal for the SVD on a large corpus; on a small
+        # one they are kept so that rare domain words still match.
+        word_min_df = 2 if len(texts) >= 1000 else 1
+        self._words = _Tfidf.fit(word_docs, min_df=word_min_df, max_features=self.max_word_features)
+        self._chars = _Tfidf.fit(char_docs, min_df=2, max_features=self.max_char_features)
+        x = self._sparse(texts, word_docs, char_docs)
+        del word_docs, char_docs
+        n_docs, n_features = x.shape
+        dim = min(self.target_dim, n_docs - 1, n_features - 1, max(_MIN_SMALL_CORPUS_DIM, n_docs // 6))
+        if dim >= 2:
+            from sklearn.decomposition import TruncatedSVD
+
+            svd = TruncatedSVD(
+                n_components=dim, algorithm="randomized", n_iter=5, random_state=self.random_state
+            )
+            projected = svd.fit_transform(x)
+            self._components = svd.components_.astype(np.float32)
+            self._dim = dim
+        else:
+            self._components = None
+            projected = x.toarray()
+            self._dim = n_features
+        # Centring removes the direction every TF-IDF document shares, which otherwise makes
+        # all cosines high and compresses the useful range.
+        self._mean = _l2_normalise(projected).mean(axis=0).astype(np.float32)
+        self._fingerprint = self._compute_fingerprint()
+        return self
+
+    def _compute_fingerprint(self) -> str:
+        assert self._words is not None and self._chars is not None and self._mean is not None
+        h = hashlib.sha256()
+        h.update(self.name.encode())
+        h.update(json.dumps([self.char_weight, self._dim]).encode())
+        for tfidf in (self._words, self._chars):
+            h.update("\x1f".join(tfidf.vocab).encode())
+            h.update(np.ascontiguousarray(tfidf.idf).tobytes())
+        if self._components is not None:
+            h.update(np.ascontiguousarray(self._components).tobytes())
+        h.update(self._mean.tobytes())
+        return f"offline:{h.hexdigest()[:24]}"
+
+    def encode(self, texts: Sequence[str], kind: Kind = "document") -> np.ndarray:
+        if not self.is_fitted:
+            raise RuntimeError("OfflineEncoder is not fitted; call fit(texts) first")
+        texts = [t or "" for t in texts]
+        if not texts:
+            return np.zeros((0, self._dim), dtype=np.float32)
+        x = self._sparse(texts)
+        dense = x @ self._components.T if self._components is not None else x.toarray()
+        dense = _l2_normalise(np.asarray(dense)) - self._mean
+        return _l2_normalise(dense)
+
+    def save(self, directory: str | os.PathLike[str]) -> None:
+        if not self.is_fitted:
+            raise RuntimeError("cannot save an unfitted OfflineEncoder")
+        assert self._words is not None and self._chars is not None and self._mean is not None
+        path = Path(directory)
+        path.mkdir(parents=True, exist_ok=True)
+        meta = {
+            "type": "offline",
+            "target_dim": self.target_dim,
+            "char_weight": self.char_weight,
+            "max_word_features": self.max_word_features,
+            "max_char_features": self.max_char_features,
+            "fit_sample": self.fit_sample,
+            "random_state": self.random_state,
+            "dim": self._dim,
+            "fingerprint": self._fingerprint,
+            "word_vocab": list(self._words.vocab),
+            "char_vocab": list(self._chars.vocab),
+        }
+        (path / _ENCODER_FILE).write_text(json.dumps(meta, ensure_ascii=False), encoding="utf-8")
+        arrays: dict[str, np.ndarray] = {
+            "word_idf": self._words.idf,
+            "char_idf": self._chars.idf,
+            "mean": self._mean,
+        }
+        if self._components is not None:
+            arrays["components"] = self._components
+        np.savez(path / "offline_encoder.npz", **arrays)
+
+    @classmethod
+    def _load(cls, path: Path, meta: dict[str, Any]) -> OfflineEncoder:
+        enc = cls(
+            meta["target_dim"],
+            char_weight=meta["char_weight"],
+            max_word_features=meta.get("max_word_features", 100_000),
+            max_char_features=meta["max_char_features"],
+            fit_sample=meta["fit_sample"],
+            random_state=meta["random_state"],
+        )
+        with np.load(path / "offline_encoder.npz") as arrays:
+            enc._words = _Tfidf({t: i for i, t in enumerate(meta["word_vocab"])}, arrays["word_idf"])
+            enc._chars = _Tfidf({t: i for i, t in enumerate(meta["char_vocab"])}, arrays["char_idf"])
+            enc._components = arrays["components"] if "components" in arrays.files else None
+            enc._mean = arrays["mean"]
+        enc._dim = int(meta["dim"])
+        enc._fingerprint = enc._compute_fingerprint()
+        if enc._fingerprint != meta["fingerprint"]:
+            raise ValueError(f"offline encoder files in {path} are inconsistent (fingerprint differs)")
+        return enc
+
+
+# --------------------------------------------------------------------------------------------
+# sentence-transformers encoder
+# --------------------------------------------------------------------------------------------
+
+
+def _looks_like_path(model: str) -> bool:
+    """A Hub name is ``name`` or ``org/name``; anything else is meant as a local folder."""
+    if model.startswith(("/", "./", "../", "~", ".\\")) or "\\" in model:
+        return True
+    return model.count("/") > 1 or (len(model) > 1 and model[1] == ":")
+
+
+def _default_query_prompt(model: str) -> str | None:
+    lowered = model.lower()
+    if "bge" in lowered and "zh" in lowered:
+        return BGE_ZH_QUERY_PROMPT
+    return None
+
+
+class SentenceTransformerEncoder(Encoder):
+    """A pretrained sentence-transformers model, always on CPU.
+
+    ``model`` is a Hub name (``BAAI/bge-small-zh-v1.5``) or a local folder. A local folder sets
+    ``HF_HUB_OFFLINE=1`` before anything from Hugging Face is imported, so loading never waits
+    on the network. A Hub name is first tried from the local cache only; the network is used
+    only when that fails and ``HF_HUB_OFFLINE`` is not set.
+
+    ``query_prompt``/``document_prompt`` are prepended at encode time; by default bge-*-zh
+    models get their retrieval instruction on the query side only. Prompts defined by the
+    model itself (``prompts={"query": ...}``) are used when no prompt is given.
+    """
+
+    def __init__(
+        self,
+        model: str,
+        *,
+        query_prompt: str | None = None,
+        document_prompt: str | None = None,
+        batch_size: int = 32,
+    ) -> None:
+        self.model_spec = model
+        self.batch_size = int(batch_size)
+        self._model = self._load_model(model)
+        model_prompts = dict(getattr(self._model, "prompts", None) or {})
+        self.query_prompt = (
+            query_prompt
+            if query_prompt is not None
+            else model_prompts.get("query") or _default_query_prompt(model)
+        )
+        self.document_prompt = (
+            document_prompt if document_prompt is not None else model_prompts.get("document") or None
+        )
+        dim_fn = (
+            getattr(self._model, "get_embedding_dimension", None)
+            or self._model.get_sentence_embedding_dimension
+        )
+        self._dim = int(dim_fn())
+        self._fingerprint = self._compute_fingerprint()
+
+    @staticmethod
+    def _load_model(model: str) -> Any:
+        local = Path(os.path.expanduser(model))
+        is_local = local.is_dir()
+        if not is_local and _looks_like_path(model):
+            raise EncoderLoadError(f"model path does not exist: {model}")
+        if is_local:
+            os.environ["HF_HUB_OFFLINE"] = "1"
+        try:
+            from sentence_transformers import SentenceTransformer
+        except ImportError as exc:  # pragma: no cover - dependency is pinned
+            raise EncoderLoadError(f"sentence-transformers is not installed: {exc}") from exc
+        if is_local:
+            try:
+                return SentenceTransformer(str(local), device="cpu")
+            except Exception as exc:
+                raise EncoderLoadError(f"cannot load model folder {model}: {exc}") from exc
+        try:
+            return SentenceTransformer(model, device="cpu", local_files_only=True)
+        except Exception as cache_exc:
+            if os.environ.get("HF_HUB_OFFLINE", "").lower() in {"1", "true", "yes", "on"}:
+                raise EncoderLoadError(
+                    f"model {model} is not in the local Hugging Face cache "
+                    f"and HF_HUB_OFFLINE is set: {cache_exc}"
+                ) from cache_exc
+        try:
+            return SentenceTransformer(model, device="cpu")
+        except Exception as exc:
+            raise EncoderLoadError(f"cannot download or load model {model}: {exc}") from exc
+
+    def _compute_fingerprint(self) -> str:
+        h = hashlib.sha256()
+        h.update(json.dumps([self.model_spec, self._dim, self.query_prompt, self.document_prompt]).encode())
+        local = Path(os.path.expanduser(self.model_spec))
+        if local.is_dir():
+            for name in ("modules.json", "config.json", "config_sentence_transformers.json"):
+                if (local / name).is_file():
+                    h.update((local / name).read_bytes())
+            for weights in sorted(local.glob("*.safetensors")) + sorted(local.glob("*.bin")):
+                stat = weights.stat()
+                h.update(f"{weights.name}:{stat.st_size}:{int(stat.st_mtime)}".encode())
+        return f"st:{h.hexdigest()[:24]}"
+
+    @property
+    def name(self) -> str:
+        return f"st:{self.model_spec}"
+
+    @property
+    def dim(self) -> int:
+        return self._dim
+
+    @property
+    def is_fitted(self) -> bool:
+        return True
+
+    @property
+    def fingerprint(self) -> str:
+        return self._fingerprint
+
+    def fit(self, texts: Sequence[str]) -> SentenceTransformerEncoder:
+        return self
+
+    def encode(self, texts: Sequence[str], kind: Kind = "document") -> np.ndarray:
+        texts = [t or "" for t in texts]
+        if not texts:
+            return np.zeros((0, self._dim), dtype=np.float32)
+        prompt = self.query_prompt if kind == "query" else self.document_prompt
+        vectors = self._model.encode(
+            texts,
+            prompt=prompt,
+            batch_size=self.batch_size,
+            show_progress_bar=False,
+            convert_to_numpy=True,
+            normalize_embeddings=True,
+        )
+        return _l2_normalise(vectors)
+
+    def save(self, directory: str | os.PathLike[str]) -> None:
+        path = Path(directory)
+        path.mkdir(parents=True, exist_ok=True)
+        meta = {
+            "type": "st",
+            "model": self.model_spec,
+            "query_prompt": self.query_prompt,
+            "document_prompt": self.document_prompt,
+            "batch_size": self.batch_size,
+            "fingerprint": self._fingerprint,
+        }
+        (path / _ENCODER_FILE).write_text(json.dumps(meta, ensure_ascii=False), encoding="utf-8")
+
+
+# --------------------------------------------------------------------------------------------
+# Factory
+# --------------------------------------------------------------------------------------------
+
+
+def build_encoder(spec: str | None = None, **kwargs: Any) -> Encoder:
+    """Build an encoder from a spec string (see module docstring).
+
+    Extra keyword arguments go to the encoder class (e.g. ``dim=128`` for the offline one,
+    ``query_prompt=...`` for a sentence-transformers model). Never raises for a model that
+    cannot be loaded: it falls back to the offline encoder and sets ``fallback_reason``.
+    """
+    spec = (spec or "").strip()
+    if spec.lower() in {"", "default", "offline"}:
+        return OfflineEncoder(**kwargs)
+    if spec.lower().startswith("offline:"):
+        return OfflineEncoder(dim=int(spec.split(":", 1)[1]), **kwargs)
+    model = spec[3:] if spec.startswith("st:") else spec
+    try:
+        return SentenceTransformerEncoder(model, **kwargs)
+    except EncoderLoadError as exc:
+        reason = str(exc)
+    fallback = OfflineEncoder()
+    fallback.fallback_reason = reason
+    logger.warning("matching: cannot use encoder %r (%s); falling back to %s", spec, reason, fallback.name)
+    return fallback
+
+
+def load_encoder(directory: str | os.PathLike[str]) -> Encoder:
+    """Load an encoder written by :meth:`Encoder.save`.
+
+    A sentence-transformers encoder is re-created from its model spec; if that model is no
+    longer loadable, :class:`EncoderLoadError` is raised (the caller should rebuild).
+    """
+    path = Path(directory)
+    meta = json.loads((path / _ENCODER_FILE).read_text(encoding="utf-8"))
+    if meta["type"] == "offline":
+        return OfflineEncoder._load(path, meta)
+    if meta["type"] == "st":
+        return SentenceTransformerEncoder(
+            meta["model"],
+            query_prompt=meta.get("query_prompt"),
+            document_prompt=meta.get("document_prompt"),
+            batch_size=meta.get("batch_size", 32),
+        )
+    raise ValueError(f"unknown encoder type in {path / _ENCODER_FILE}: {meta['type']!r}")

@@ -1,0 +1,798 @@
+"""Hybrid matching of opportunities (机会清单) and products (产品清单), with explanations.
+
+The engine holds two sides, ``"product"`` and ``"opportunity"``; each side has a dense
+:class:`~matching.vector_index.VectorIndex`, a BM25 :class:`~matching.lexical.LexicalIndex`
+and facet sets for hard filters. A query is an item (indexed or a draft) or free text.
+
+Ranking, for one query against one side:
+
+1. **Hard filters.** :class:`Filters` (categories, areas, city, county, maturity, tags,
+   ``allowed_ids``) give the allowed id set; nothing outside it is ever returned.
+2. **Candidates.** The union of the dense top-N and the BM25 top-N inside the allowed set,
+   ``N = max(config.candidate_pool, k)``.
+3. **Signals per candidate**, each in [0, 1]:
+
+   * ``dense = clip(cosine(query, item), 0, 1)``
+   * ``lexical = bm25(query, item) / max(bm25 over the candidate pool)`` (0 if no term matches)
+   * ``structured = Σ_j w_j · s_j / Σ_j w_j`` over the sub-signals
+
+     - ``field``: 1 if a category is shared, 0.5 if only an area (应用领域大类) is shared
+     - ``city``: 1 if both have the same ``region_city``
+     - ``county``: 1 if both have the same ``region_county``
+     - ``tags``: |shared tags| / |query tags|
+     - ``maturity``: the candidate's maturity (规模化推广 1, 试点应用 0.6, 研发中 0.3, unknown 0)
+
+4. **Fusion.** ``score = w_dense · dense + w_lexical · lexical + w_structured · structured``,
+   sorted by score (ties by id). Weights live in :class:`MatchConfig`.
+
+``similar()`` (near-duplicates on one side) ranks by plain cosine and keeps hits whose cosine
+is at least ``min_score`` (default ``config.duplicate_threshold``).
+
+Each :class:`Hit` carries the breakdown of every component, the matched terms and short
+Chinese reasons (「同属交通出行领域」「共同关键词：车位、诱导」「同在南昌市」 ...).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+import math
+import os
+import threading
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from matching.encoders import Encoder, load_encoder
+from matching.lexical import LexicalIndex
+from matching.text import query_tokens, tokenize
+from matching.vector_index import VectorIndex
+
+__all__ = [
+    "SIDES",
+    "Item",
+    "Filters",
+    "MatchConfig",
+    "Hit",
+    "MatchEngine",
+    "IndexMismatch",
+    "document_text",
+    "MATURITY_LABELS",
+]
+
+SIDES = ("product", "opportunity")
+_FORMAT_VERSION = 1
+_MANIFEST = "manifest.json"
+
+#: Maturity codes (and their Chinese labels) → structured score.
+MATURITY_SCORES: dict[str, float] = {
+    "scale": 1.0,
+    "pilot": 0.6,
+    "rnd": 0.3,
+    "规模化推广": 1.0,
+    "试点应用": 0.6,
+    "研发中": 0.3,
+}
+#: Maturity code → label shown in reasons.
+MATURITY_LABELS: dict[str, str] = {"scale": "规模化推广", "pilot": "试点应用", "rnd": "研发中"}
+
+
+class IndexMismatch(RuntimeError):
+    """A saved index does not fit the current encoder or corpus version; rebuild it."""
+
+
+@dataclass(frozen=True)
+class Item:
+    """One matchable entry: a product or an opportunity, with plain structured fields."""
+
+    id: int
+    side: str
+    title: str
+    text: str
+    categories: tuple[str, ...] = ()
+    areas: tuple[str, ...] = ()
+    region_city: str | None = None
+    region_county: str | None = None
+    tags: tuple[str, ...] = ()
+    maturity: str | None = None
+
+    def __post_init__(self) -> None:
+        if self.side not in SIDES:
+            raise ValueError(f"side must be one of {SIDES}, not {self.side!r}")
+        for name in ("categories", "areas", "tags"):
+            value = getattr(self, name)
+            if isinstance(value, str):
+                object.__setattr__(self, name, (value,) if value else ())
+            elif not isinstance(value, tuple):
+                object.__setattr__(self, name, tuple(value))
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-ready dict."""
+        data = dataclasses.asdict(self)
+        for name in ("categories", "areas", "tags"):
+            data[name] = list(data[name])
+        return data
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> Item:
+        """Inverse of :meth:`to_dict`."""
+        names = {f.name for f in dataclasses.fields(cls)}
+        return cls(**{k: (tuple(v) if isinstance(v, list) else v) for k, v in data.items() if k in names})
+
+
+def document_text(item: Item) -> str:
+    """The canonical text that is encoded for ``item``: title, categories, tags, then text.
+
+    The app hashes it (with the encoder fingerprint) as the key of its vector cache.
+    """
+    parts = [item.title.strip()]
+    if item.categories:
+        parts.append("、".join(item.categories))
+    if item.tags:
+        parts.append("、".join(item.tags))
+    parts.append(item.text.strip())
+    return "\n".join(p for p in parts if p)
+
+
+@dataclass(frozen=True)
+class Filters:
+    """Hard constraints on the side being searched. Unset (``None``/empty) means no constraint.
+
+    Tuple-valued filters match when any value overlaps; ``maturity`` accepts one value or a
+    tuple of accepted values.
+    """
+
+    categories: tuple[str, ...] | None = None
+    areas: tuple[str, ...] | None = None
+    region_city: str | None = None
+    region_county: str | None = None
+    maturity: str | tuple[str, ...] | None = None
+    tags: tuple[str, ...] | None = None
+    allowed_ids: frozenset[int] | None = None
+
+    def is_empty(self) -> bool:
+        """True when no constraint is set."""
+        return (
+            not any(
+                [self.categories, self.areas, self.region_city, self.region_county, self.maturity, self.tags]
+            )
+            and self.allowed_ids is None
+        )
+
+
+@dataclass(frozen=True)
+class MatchConfig:
+    """Fusion weights and knobs (see the module docstring for the formula)."""
+
+    # Defaults chosen on the seeds/eval dev set (see docs/matching.md, "Choosing the weights").
+    w_dense: float = 0.35
+    w_lexical: float = 0.55
+    w_structured: float = 0.10
+    # structured sub-weights (normalised by their sum)
+    w_field: float = 0.40
+    w_city: float = 0.15
+    w_county: float = 0.05
+    w_tags: float = 0.20
+    w_maturity: float = 0.20
+    #: dense top-N and BM25 top-N are merged into the candidate pool
+    candidate_pool: int = 100
+    #: cosine at or above which ``similar()`` reports a near-duplicate
+    duplicate_threshold: float = 0.85
+    #: cosine at or above which a hit gets the reason 「语义相似度高」
+    semantic_reason_threshold: float = 0.6
+    #: how many matched terms are shown in 「共同关键词」
+    max_reason_terms: int = 5
+
+    def __post_init__(self) -> None:
+        for f in dataclasses.fields(self):
+            value = getattr(self, f.name)
+            if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value):
+                raise ValueError(f"MatchConfig.{f.name} must be a finite number, not {value!r}")
+            if value < 0:
+                raise ValueError(f"MatchConfig.{f.name} must not be negative")
+        if self.w_dense + self.w_lexical + self.w_structured <= 0:
+            raise ValueError("at least one of w_dense, w_lexical, w_structured must be positive")
+        if self.candidate_pool < 1 or self.max_reason_terms < 1:
+            raise ValueError("candidate_pool and max_reason_terms must be at least 1")
+        if self.duplicate_threshold > 1 or self.semantic_reason_threshold > 1:
+            raise ValueError("thresholds are cosines and must be at most 1")
+
+    @classmethod
+    def from_mapping(cls, mapping: Mapping[str, Any] | None) -> MatchConfig:
+        """Build from a dict (e.g. app config). Unknown keys are ignored; bad values raise
+        ``ValueError``. Integer knobs must be whole numbers."""
+        if not mapping:
+            return cls()
+        kwargs: dict[str, Any] = {}
+        for f in dataclasses.fields(cls):
+            if f.name not in mapping:
+                continue
+            value = mapping[f.name]
+            if isinstance(value, str):
+                try:
+                    value = float(value)
+                except ValueError:
+                    raise ValueError(
+                        f"MatchConfig.{f.name} must be a number, not {mapping[f.name]!r}"
+                    ) from None
+            if f.type in ("int", int):
+                if isinstance(value, bool) or not isinstance(value, int | float) or value != int(value):
+                    raise ValueError(f"MatchConfig.{f.name} must be an integer, not {mapping[f.name]!r}")
+                value = int(value)
+            kwargs[f.name] = value
+        return cls(**kwargs)
+
+    def to_dict(self) -> dict[str, float]:
+        """Plain dict of all knobs."""
+        return dataclasses.asdict(self)
+
+
+@dataclass
+class Hit:
+    """One ranked result with its explanation."""
+
+    id: int
+    side: str
+    score: float
+    dense: float
+    lexical: float
+    structured: float
+    breakdown: dict[str, float] = field(default_factory=dict)
+    matched_terms: list[str] = field(default_factory=list)
+    reasons: list[str] = field(default_factory=list)
+
+    @property
+    def reason(self) -> str:
+        """「推荐理由：…；…」 joined from :attr:`reasons`."""
+        return "推荐理由：" + ("；".join(self.reasons) if self.reasons else "综合相关度较高")
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-ready dict, including ``reason``."""
+        data = dataclasses.asdict(self)
+        data["reason"] = self.reason
+        return data
+
+
+# ------------------------------------------------------------------------------------------------
+
+
+def _display_terms(terms: Sequence[str], limit: int) -> list[str]:
+    """Terms worth showing: no single characters, no term contained in a longer shown term."""
+    shown: list[str] = []
+    for term in terms:
+        if len(term) < 2 or term.isdigit():
+            continue
+        if any(term in other for other in shown):
+            continue
+        shown = [s for s in shown if s not in term]
+        shown.append(term)
+        if len(shown) >= limit:
+            break
+    return shown
+
+
+class _Side:
+    """Per-side state: items, dense index, BM25 index and facet sets."""
+
+    FACETS = ("categories", "areas", "region_city", "region_county", "maturity", "tags")
+
+    def __init__(self, name: str, dim: int, hnsw_threshold: int) -> None:
+        self.name = name
+        self.items: dict[int, Item] = {}
+        self.vectors = VectorIndex(dim, hnsw_threshold=hnsw_threshold)
+        self.lexical = LexicalIndex()
+        self.facets: dict[str, dict[str, set[int]]] = {f: {} for f in self.FACETS}
+
+    @staticmethod
+    def facet_values(item: Item, facet: str) -> tuple[str, ...]:
+        value = getattr(item, facet)
+        if value is None:
+            return ()
+        return value if isinstance(value, tuple) else (value,)
+
+    def index_facets(self, item: Item) -> None:
+        for facet in self.FACETS:
+            for value in self.facet_values(item, facet):
+                self.facets[facet].setdefault(value, set()).add(item.id)
+
+    def unindex_facets(self, item: Item) -> None:
+        for facet in self.FACETS:
+            for value in self.facet_values(item, facet):
+                ids = self.facets[facet].get(value)
+                if ids is not None:
+                    ids.discard(item.id)
+                    if not ids:
+                        del self.facets[facet][value]
+
+    def allowed(self, filters: Filters | None) -> set[int] | None:
+        """Ids that pass ``filters`` (``None`` = everything)."""
+        if filters is None or filters.is_empty():
+            return None
+        result: set[int] | None = None
+        wanted = {
+            "categories": filters.categories,
+            "areas": filters.areas,
+            "region_city": (filters.region_city,) if filters.region_city else None,
+            "region_county": (filters.region_county,) if filters.region_county else None,
+            "maturity": (filters.maturity,) if isinstance(filters.maturity, str) else filters.maturity,
+            "tags": filters.tags,
+        }
+        for facet, values in wanted.items():
+            if not values:
+                continue
+            ids: set[int] = set()
+            for value in values:
+                ids |= self.facets[facet].get(value, set())
+            result = ids if result is None else result & ids
+        if filters.allowed_ids is not None:
+            allowed = {i for i in filters.allowed_ids if i in self.items}
+            result = allowed if result is None else result & allowed
+        return result
+
+
+class MatchEngine:
+    """Both sides of the marketplace, searchable against each other (thread-safe).
+
+    ``encoder`` may be unfitted: :meth:`build` fits it on the document texts of all items.
+    """
+
+    def __init__(
+        self,
+        encoder: Encoder,
+        config: MatchConfig | None = None,
+        hnsw_threshold: int = 20_000,
+    ) -> None:
+        self.encoder = encoder
+        self.config = config or MatchConfig()
+        self.hnsw_threshold = int(hnsw_threshold)
+        self._lock = threading.RLock()
+        self._sides: dict[str, _Side] = {}
+        if encoder.is_fitted:
+            self._reset_sides()
+
+    # ---------------------------------------------------------------- building
+
+    def _reset_sides(self) -> None:
+        self._sides = {s: _Side(s, self.encoder.dim, self.hnsw_threshold) for s in SIDES}
+
+    def _side(self, side: str) -> _Side:
+        if side not in SIDES:
+            raise ValueError(f"side must be one of {SIDES}, not {side!r}")
+        if not self._sides:
+            if not self.encoder.is_fitted:
+                return _Side(side, 1, self.hnsw_threshold)  # empty placeholder before build
+            self._reset_sides()
+        return self._sides[side]
+
+    def encode_items(self, items: Sequence[Item]) -> np.ndarray:
+        """Document vectors for ``items`` (float32, L2-normalised rows)."""
+        return self.encoder.encode([document_text(i) for i in items], kind="document")
+
+    def build(
+        self,
+        items: Iterable[Item],
+        vectors: Mapping[tuple[str, int], np.ndarray] | None = None,
+    ) -> None:
+        """(Re)build both sides from ``items``.
+
+        ``vectors`` maps ``(side, id)`` to a cached document vector; only items without one are
+        encoded. An unfitted encoder is first fitted on all items' document texts.
+        """
+        items = list(items)
+        vectors = vectors or {}
+        with self._lock:
+            if not self.encoder.is_fitted:
+                if not items:
+                    self._sides = {}
+                    return
+                self.encoder.fit([document_text(i) for i in items])
+            self._reset_sides()
+            dim = self.encoder.dim
+            missing = [i for i in items if (i.side, i.id) not in vectors]
+            encoded = self.encode_items(missing) if missing else np.zeros((0, dim), dtype=np.float32)
+            fresh = {(i.side, i.id): encoded[n] for n, i in enumerate(missing)}
+            for side_name in SIDES:
+                side = self._sides[side_name]
+                side_items = [i for i in items if i.side == side_name]
+                for item in side_items:
+                    if item.id in side.items:
+                        raise ValueError(f"duplicate item {side_name}:{item.id}")
+                    side.items[item.id] = item
+                    side.index_facets(item)
+                if not side_items:
+                    continue
+                mat = np.stack(
+                    [
+                        np.asarray(
+                            vectors[(i.side, i.id)] if (i.side, i.id) in vectors else fresh[(i.side, i.id)],
+                            dtype=np.float32,
+                        ).reshape(-1)
+                        for i in side_items
+                    ]
+                )
+                if mat.shape[1] != dim:
+                    raise ValueError(f"cached vectors have dim {mat.shape[1]}, encoder has {dim}")
+                side.vectors.add([i.id for i in side_items], mat)
+                side.lexical.build(
+                    [i.id for i in side_items], [tokenize(document_text(i)) for i in side_items]
+                )
+
+    def upsert(self, item: Item, vector: np.ndarray | None = None) -> None:
+        """Insert or replace one item (encoded unless ``vector`` is given)."""
+        with self._lock:
+            if not self.encoder.is_fitted:
+                current = [i for s in self._sides.values() for i in s.items.values()]
+                self.build([*[i for i in current if (i.side, i.id) != (item.side, item.id)], item])
+                return
+            side = self._side(item.side)
+            vec = (
+                self.encode_items([item])[0]
+                if vector is None
+                else np.asarray(vector, dtype=np.float32).reshape(-1)
+            )
+            if len(vec) != self.encoder.dim:
+                raise ValueError(f"vector has dim {len(vec)}, encoder has {self.encoder.dim}")
+            old = side.items.get(item.id)
+            if old is not None:
+                side.unindex_facets(old)
+            side.items[item.id] = item
+            side.index_facets(item)
+            side.vectors.upsert([item.id], vec[None, :])
+            side.lexical.upsert(item.id, tokenize(document_text(item)))
+
+    def remove(self, side: str, item_id: int) -> bool:
+        """Remove one item; returns whether it was present."""
+        with self._lock:
+            if not self._sides:
+                return False
+            s = self._side(side)
+            item = s.items.pop(int(item_id), None)
+            if item is None:
+                return False
+            s.unindex_facets(item)
+            s.vectors.remove([item.id])
+            s.lexical.remove(item.id)
+            return True
+
+    def get(self, side: str, item_id: int) -> Item | None:
+        """The indexed item, or ``None``."""
+        if not self._sides:
+            return None
+        return self._side(side).items.get(int(item_id))
+
+    def __len__(self) -> int:
+        return sum(len(s.items) for s in self._sides.values())
+
+    def count(self, side: str) -> int:
+        """Number of indexed items on one side."""
+        return len(self._side(side).items) if self._sides else 0
+
+    def vector(self, side: str, item_id: int) -> np.ndarray | None:
+        """The stored document vector of an indexed item."""
+        return self._side(side).vectors.get(item_id) if self._sides else None
+
+    # ---------------------------------------------------------------- queries
+
+    def products_for(self, item_or_id: Item | int, k: int = 20, filters: Filters | None = None) -> list[Hit]:
+        """Products ranked for an opportunity (indexed id, or an :class:`Item`, e.g. a draft)."""
+        return self._for(item_or_id, "opportunity", "product", k, filters)
+
+    def opportunities_for(
+        self, item_or_id: Item | int, k: int = 20, filters: Filters | None = None
+    ) -> list[Hit]:
+        """Opportunities ranked for a product (indexed id, or an :class:`Item`)."""
+        return self._for(item_or_id, "product", "opportunity", k, filters)
+
+    def _resolve(self, item_or_id: Item | int, side: str) -> Item:
+        if isinstance(item_or_id, Item):
+            return item_or_id
+        item = self.get(side, int(item_or_id))
+        if item is None:
+            raise KeyError(f"no {side} with id {item_or_id}")
+        return item
+
+    def _for(
+        self, item_or_id: Item | int, query_side: str, target: str, k: int, filters: Filters | None
+    ) -> list[Hit]:
+        with self._lock:
+            if not self._sides:
+                return []
+            query = self._resolve(item_or_id, query_side)
+            vec = None
+            if query.side in self._sides and self._sides[query.side].items.get(query.id) == query:
+                vec = self._sides[query.side].vectors.get(query.id)
+            if vec is None:
+                vec = self.encode_items([query])[0]
+            return self._rank(vec, query_tokens(document_text(query)), query, target, k, filters)
+
+    def search(self, text: str, side: str, k: int = 20, filters: Filters | None = None) -> list[Hit]:
+        """Free-text search of one side."""
+        with self._lock:
+            if not self._sides or not text.strip():
+                return []
+            vec = self.encoder.encode([text], kind="query")[0]
+            return self._rank(vec, query_tokens(text), None, side, k, filters)
+
+    def similar(self, side: str, item_id: int, k: int = 5, min_score: float | None = None) -> list[Hit]:
+        """Near-duplicates of an indexed item within its own side, by cosine (itself excluded)."""
+        threshold = self.config.duplicate_threshold if min_score is None else float(min_score)
+        with self._lock:
+            s = self._side(side)
+            item = self._resolve(item_id, side)
+            vec = s.vectors.get(item.id)
+            if vec is None:
+                return []
+            scores, ids = s.vectors.search(vec[None, :], k + 1)
+            q_tokens = query_tokens(document_text(item))
+            pairs = [
+                (int(i), float(c))
+                for i, c in zip(ids[0].tolist(), scores[0].tolist(), strict=True)
+                if i >= 0 and i != item.id and c >= threshold
+            ][:k]
+            if not pairs:
+                return []
+            lex = s.lexical.scores_for(q_tokens, [i for i, _ in pairs] + [item.id])
+            best = max([lex.get(i, 0.0) for i, _ in pairs] + [lex.get(item.id, 0.0)]) or 1.0
+            hits = []
+            for other_id, cos in pairs:
+                dense = max(0.0, min(1.0, cos))
+                lexical = lex.get(other_id, 0.0) / best
+                hit = self._explain(
+                    item,
+                    s.items[other_id],
+                    target=side,
+                    dense=dense,
+                    lexical=lexical,
+                    q_tokens=q_tokens,
+                    score=dense,
+                )
+                hit.reasons.insert(0, f"内容高度相似（相似度{dense:.2f}）")
+                hits.append(hit)
+            return hits
+
+    def _rank(
+        self,
+        vec: np.ndarray,
+        q_tokens: list[str],
+        query: Item | None,
+        target: str,
+        k: int,
+        filters: Filters | None,
+    ) -> list[Hit]:
+        side = self._side(target)
+        if k <= 0 or not side.items:
+            return []
+        allowed = side.allowed(filters)
+        if allowed is not None and not allowed:
+            return []
+        exclude = query.id if query is not None and query.side == target else None
+        pool = max(self.config.candidate_pool, k) + (exclude is not None)
+        scores, ids = side.vectors.search(vec[None, :], pool, allowed_ids=allowed)
+        dense = {int(i): float(c) for i, c in zip(ids[0].tolist(), scores[0].tolist(), strict=True) if i >= 0}
+        lex_top = side.lexical.search(q_tokens, pool, allowed_ids=allowed)
+        candidates = (set(dense) | {i for i, _ in lex_top}) - {exclude}
+        missing_dense = [i for i in candidates if i not in dense]
+        if missing_dense:
+            dense.update(side.vectors.scores_for(vec, missing_dense))
+        lex_all = dict(lex_top)
+        missing_lex = [i for i in candidates if i not in lex_all]
+        if missing_lex and len(lex_top) >= pool:  # otherwise every positive score is in lex_top
+            lex_all.update(side.lexical.scores_for(q_tokens, missing_lex))
+        best_lex = max(lex_all.values(), default=0.0)
+        cfg = self.config
+        ranked = []
+        for cid in candidates:
+            d = max(0.0, min(1.0, dense.get(cid, 0.0)))
+            lx = lex_all.get(cid, 0.0) / best_lex if best_lex > 0 else 0.0
+            struct, _ = self._structured(query, side.items[cid])
+            score = cfg.w_dense * d + cfg.w_lexical * lx + cfg.w_structured * struct
+            ranked.append((score, cid, d, lx))
+        ranked.sort(key=lambda r: (-r[0], r[1]))
+        return [
+            self._explain(
+                query, side.items[cid], target=target, dense=d, lexical=lx, q_tokens=q_tokens, score=score
+            )
+            for score, cid, d, lx in ranked[:k]
+        ]
+
+    # ---------------------------------------------------------------- signals & explanations
+
+    def _structured(self, query: Item | None, item: Item) -> tuple[float, dict[str, float]]:
+        cfg = self.config
+        parts = {"field": 0.0, "city": 0.0, "county": 0.0, "tags": 0.0, "maturity": 0.0}
+        if query is not None:
+            if set(query.categories) & set(item.categories):
+                parts["field"] = 1.0
+            elif set(query.areas) & set(item.areas):
+                parts["field"] = 0.5
+            if query.region_city and query.region_city == item.region_city:
+                parts["city"] = 1.0
+                if query.region_county and query.region_county == item.region_county:
+                    parts["county"] = 1.0
+            if query.tags:
+                parts["tags"] = len(set(query.tags) & set(item.tags)) / len(set(query.tags))
+        if item.maturity:
+            parts["maturity"] = MATURITY_SCORES.get(item.maturity, 0.0)
+        weights = {
+            "field": cfg.w_field,
+            "city": cfg.w_city,
+            "county": cfg.w_county,
+            "tags": cfg.w_tags,
+            "maturity": cfg.w_maturity,
+        }
+        total = sum(weights.values())
+        value = sum(weights[n] * parts[n] for n in parts) / total if total > 0 else 0.0
+        return value, parts
+
+    def _explain(
+        self,
+        query: Item | None,
+        item: Item,
+        *,
+        target: str,
+        dense: float,
+        lexical: float,
+        q_tokens: list[str],
+        score: float,
+    ) -> Hit:
+        cfg = self.config
+        structured, parts = self._structured(query, item)
+        side = self._side(target)
+        terms = side.lexical.matched_terms(q_tokens, item.id)
+        shown = _display_terms(terms, cfg.max_reason_terms)
+        reasons: list[str] = []
+        if query is not None:
+            shared_cats = [c for c in item.categories if c in set(query.categories)]
+            shared_areas = [a for a in item.areas if a in set(query.areas)]
+            if shared_cats:
+                reasons.append(f"同属{'、'.join(shared_cats)}领域")
+            elif shared_areas:
+                reasons.append(f"同属{'、'.join(shared_areas)}领域")
+        if shown:
+            reasons.append(f"共同关键词：{'、'.join(shown)}")
+        if query is not None and parts["city"]:
+            place = f"{item.region_city}{item.region_county}" if parts["county"] else item.region_city
+            reasons.append(f"同在{place}")
+        if query is not None and query.tags:
+            shared_tags = [t for t in item.tags if t in set(query.tags)]
+            if shared_tags:
+                reasons.append(f"技术标签：{'、'.join(shared_tags)}")
+        if item.maturity and item.side == "product":
+            reasons.append(f"成熟度：{MATURITY_LABELS.get(item.maturity, item.maturity)}")
+        if dense >= cfg.semantic_reason_threshold:
+            reasons.append("语义相似度高")
+        breakdown = {
+            "dense": round(dense, 6),
+            "lexical": round(lexical, 6),
+            "structured": round(structured, 6),
+            "dense_weighted": round(cfg.w_dense * dense, 6),
+            "lexical_weighted": round(cfg.w_lexical * lexical, 6),
+            "structured_weighted": round(cfg.w_structured * structured, 6),
+            **{f"structured_{name}": round(value, 6) for name, value in parts.items()},
+        }
+        return Hit(
+            id=item.id,
+            side=item.side,
+            score=round(float(score), 6),
+            dense=round(dense, 6),
+            lexical=round(lexical, 6),
+            structured=round(structured, 6),
+            breakdown=breakdown,
+            matched_terms=shown,
+            reasons=reasons,
+        )
+
+    # ---------------------------------------------------------------- persistence
+
+    def save(self, directory: str | os.PathLike[str], corpus_version: str) -> None:
+        """Write the encoder state, items, vectors and tokens to ``directory``.
+
+        ``corpus_version`` is an opaque string from the caller (e.g. a hash of the published
+        rows); :meth:`load` refuses an index whose version differs.
+        """
+        path = Path(directory)
+        path.mkdir(parents=True, exist_ok=True)
+        with self._lock:
+            if not self.encoder.is_fitted:
+                raise RuntimeError("nothing to save: the engine has not been built")
+            self.encoder.save(path / "encoder")
+            for name, side in self._sides.items():
+                side_dir = path / name
+                side.vectors.save(side_dir / "vectors")
+                token_lists = side.lexical.export()
+                with open(side_dir / "items.jsonl", "w", encoding="utf-8") as fh:
+                    for item in side.items.values():
+                        record = item.to_dict()
+                        record["_tokens"] = token_lists.get(item.id, [])
+                        fh.write(json.dumps(record, ensure_ascii=False) + "\n")
+            manifest = {
+                "format": _FORMAT_VERSION,
+                "encoder_name": self.encoder.name,
+                "fingerprint": self.encoder.fingerprint,
+                "dim": self.encoder.dim,
+                "corpus_version": corpus_version,
+                "config": self.config.to_dict(),
+                "hnsw_threshold": self.hnsw_threshold,
+                "counts": {name: len(side.items) for name, side in self._sides.items()},
+            }
+            (path / _MANIFEST).write_text(
+                json.dumps(manifest, ensure_ascii=False, indent=2), encoding="utf-8"
+            )
+
+    @classmethod
+    def load(
+        cls,
+        directory: str | os.PathLike[str],
+        encoder: Encoder | None = None,
+        expected_corpus_version: str | None = None,
+        config: MatchConfig | None = None,
+    ) -> MatchEngine:
+        """Load an engine written by :meth:`save`.
+
+        * ``encoder=None``: use the encoder saved with the index.
+        * an unfitted encoder of the same name (the app's fresh offline encoder): the saved
+          fitted state is used.
+        * a fitted encoder: its fingerprint must equal the saved one.
+
+        Raises :class:`IndexMismatch` when the encoder or ``expected_corpus_version`` does not
+        match, or the files are missing/unreadable, so the caller can rebuild.
+        """
+        path = Path(directory)
+        try:
+            manifest = json.loads((path / _MANIFEST).read_text(encoding="utf-8"))
+        except (OSError, ValueError) as exc:
+            raise IndexMismatch(f"no readable index in {path}: {exc}") from exc
+        if manifest.get("format") != _FORMAT_VERSION:
+            raise IndexMismatch(f"index format {manifest.get('format')} != {_FORMAT_VERSION}")
+        if expected_corpus_version is not None and manifest["corpus_version"] != expected_corpus_version:
+            raise IndexMismatch(
+                f"corpus version {manifest['corpus_version']!r} != expected {expected_corpus_version!r}"
+            )
+        if encoder is None or not encoder.is_fitted:
+            if encoder is not None and encoder.name != manifest["encoder_name"]:
+                raise IndexMismatch(f"encoder {encoder.name!r} != saved {manifest['encoder_name']!r}")
+            try:
+                encoder = load_encoder(path / "encoder")
+            except Exception as exc:
+                raise IndexMismatch(f"cannot load the saved encoder: {exc}") from exc
+        if encoder.fingerprint != manifest["fingerprint"]:
+            raise IndexMismatch(
+                f"encoder fingerprint {encoder.fingerprint} != saved {manifest['fingerprint']}"
+            )
+        engine = cls(
+            encoder,
+            config=config or MatchConfig.from_mapping(manifest.get("config")),
+            hnsw_threshold=manifest.get("hnsw_threshold", 20_000),
+        )
+        try:
+            for name in SIDES:
+                side = engine._sides[name]
+                side.vectors = VectorIndex.load(path / name / "vectors")
+                ids, token_lists = [], []
+                with open(path / name / "items.jsonl", encoding="utf-8") as fh:
+                    for line in fh:
+                        record = json.loads(line)
+                        tokens = record.pop("_tokens")
+                        item = Item.from_dict(record)
+                        side.items[item.id] = item
+                        side.index_facets(item)
+                        ids.append(item.id)
+                        token_lists.append(tokens)
+                side.lexical.build(ids, token_lists)
+                if set(side.vectors.ids().tolist()) != set(side.items):
+                    raise IndexMismatch(f"{name}: vectors and items disagree")
+        except (OSError, ValueError, KeyError) as exc:
+            raise IndexMismatch(f"damaged index in {path}: {exc}") from exc
+        return engine
+
+    @staticmethod
+    def corpus_version_of(items: Iterable[Item]) -> str:
+        """A stable hash of the items (handy as ``corpus_version``)."""
+        h = hashlib.sha256()
+        for item in sorted(items, key=lambda i: (i.side, i.id)):
+            h.update(json.dumps(item.to_dict(), ensure_ascii=False, sort_keys=True).encode())
+        return h.hexdigest()[:16]
