@@ -2,7 +2,7 @@
 
 bm25s builds a static sparse score matrix, so updates are recorded and the matrix is rebuilt
 lazily on the next query. The index keeps its own growing vocabulary and each document's token
-ids, so a rebuild skips string → id conversion (about 0.4 s for 10,000 documents of ~300
+ids, so a rebuild skips string → id conversion (0.45–0.7 s for 10,000 documents of ~250
 characters on the 2-core reference machine; see ``benchmarks/matching.py``). Query tokens are
 de-duplicated before scoring. Token ids are kept per document (4 bytes per token) for
 explanations and saving.
