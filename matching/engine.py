@@ -49,7 +49,7 @@ import numpy as np
 
 from matching.encoders import Encoder, load_encoder
 from matching.lexical import LexicalIndex
-from matching.text import query_tokens, tokenize
+from matching.text import is_word, query_tokens, tokenize
 from matching.vector_index import VectorIndex
 
 __all__ = [
@@ -261,10 +261,11 @@ class Hit:
 
 
 def _display_terms(terms: Sequence[str], limit: int) -> list[str]:
-    """Terms worth showing: no single characters, no term contained in a longer shown term."""
+    """Terms worth showing: real words only (no boundary-crossing bigrams, no single
+    characters), and no term contained in a longer shown term."""
     shown: list[str] = []
     for term in terms:
-        if len(term) < 2 or term.isdigit():
+        if len(term) < 2 or term.isdigit() or not is_word(term):
             continue
         if any(term in other for other in shown):
             continue

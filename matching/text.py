@@ -33,6 +33,7 @@ if TYPE_CHECKING:  # pragma: no cover
 __all__ = ["normalize", "tokenize", "query_tokens", "synonym_groups", "stopwords"]
 
 _CJK_OR_WORD = re.compile(r"[\u3400-\u4dbf\u4e00-\u9fff]+|[a-z0-9]+(?:[-.][a-z0-9]+)*")
+_CJK_ONLY = re.compile(r"[\u3400-\u4dbf\u4e00-\u9fff]+")
 _WHITESPACE = re.compile(r"\s+")
 _DIGITS = re.compile(r"[0-9.]+")
 _USER_WORD_FREQ = 800
@@ -94,6 +95,17 @@ def _jieba() -> jieba.Tokenizer:
             _build_logp(tok)
             _tokenizer = tok
     return _tokenizer
+
+
+def is_word(term: str) -> bool:
+    """True for a dictionary word (jieba's or the domain dictionary), not a mere bigram.
+
+    Character bigrams help recall but many cross word boundaries (「作方」 from 「合作方」);
+    explanations show only real words.
+    """
+    if not term or not _CJK_ONLY.fullmatch(term):
+        return True
+    return bool(_jieba().FREQ.get(term))
 
 
 def _build_logp(tok: jieba.Tokenizer) -> None:

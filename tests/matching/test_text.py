@@ -123,3 +123,12 @@ def test_tokenizing_is_fast():
     for text in texts:
         tokenize(text)
     assert time.perf_counter() - start < 2.0
+
+
+def test_is_word_separates_dictionary_words_from_boundary_bigrams():
+    from matching.text import is_word
+
+    assert is_word("停车")
+    assert is_word("智慧停车")
+    assert is_word("nb-iot")
+    assert not is_word("作方")
