@@ -104,10 +104,6 @@ class FilterForm(FlaskForm):
     def _side_filters(self) -> dict[str, str | None]:
         return {}
 
-    @property
-    def active_filters(self) -> bool:
-        return self.filters().active
-
 
 class OpportunityFilterForm(FilterForm):
     tier = ChoiceFilter("场景层级", "全部层级", choices=_enum_choices("全部层级", Tier))
