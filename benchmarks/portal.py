@@ -129,14 +129,6 @@ GOV_UNITS = ["数据局", "交通运输局", "民政局", "应急管理局", "�
 
 NON_PUBLIC = [EntryStatus.DRAFT, EntryStatus.SUBMITTED, EntryStatus.RETURNED, EntryStatus.APPROVED,
               EntryStatus.WITHDRAWN]
-#: Indexes suggested for the schema (batch pages count and list a batch's published entries).
-RECOMMENDED_INDEXES = [
-    "CREATE INDEX IF NOT EXISTS ix_opportunity_batch_status ON opportunity (batch_id, status)",
-    "CREATE INDEX IF NOT EXISTS ix_product_batch_status ON product (batch_id, status)",
-]
-SEARCH_QUERIES = ["停车", "养老 智能 监测", "车位", "NB-IoT", "无人机 巡检", "一网通办",
-                  "工业互联网 缺陷检测", "水库 大坝 监测", "智慧景区客流", "供应链金融"]
-
 
 # -------------------------------------------------------------------- data generation
 
@@ -145,8 +137,11 @@ def _status(rng: random.Random) -> str:
     return EntryStatus.PUBLISHED if rng.random() < 0.85 else rng.choice(NON_PUBLIC)
 
 
-def generate(n_opportunities: int, n_products: int, seed: int,
-             recommended_indexes: bool = False) -> dict[str, int]:
+SEARCH_QUERIES = ["停车", "养老 智能 监测", "车位", "NB-IoT", "无人机 巡检", "一网通办",
+                  "工业互联网 缺陷检测", "水库 大坝 监测", "智慧景区客流", "供应链金融"]
+
+
+def generate(n_opportunities: int, n_products: int, seed: int) -> dict[str, int]:
     """Bulk-insert the synthetic catalogue; returns row counts."""
     rng = random.Random(seed)
     ref = load_reference(os.environ.get("SEEDS_DIR") or str(Path(__file__).resolve().parents[1] / "seeds"))
@@ -260,10 +255,6 @@ def generate(n_opportunities: int, n_products: int, seed: int,
                                     f"(SELECT max(id) FROM {table}))"))
     index_sync.bump()
     db.session.commit()
-    if recommended_indexes:
-        for statement in RECOMMENDED_INDEXES:
-            db.session.execute(text(statement))
-        db.session.commit()
     # Fresh statistics (and, on PostgreSQL, the visibility map for index-only scans), as
     # autovacuum would provide in production.
     with db.engine.connect().execution_options(isolation_level="AUTOCOMMIT") as conn:
@@ -431,7 +422,7 @@ def main() -> None:
         with app.app_context():
             db.create_all()
             started = time.perf_counter()
-            counts = generate(args.opportunities, args.products, args.seed, args.recommended_indexes)
+            counts = generate(args.opportunities, args.products, args.seed)
             generated = time.perf_counter() - started
             index = get_index()
             index.sync()
@@ -440,8 +431,6 @@ def main() -> None:
             print("rows: " + ", ".join(f"{k} {v}" for k, v in counts.items()))
             print(f"data generation and bulk insert: {generated:.1f} s")
             print(f"keyword index build (both sides, published only): {build:.1f} s")
-            if args.recommended_indexes:
-                print("with RECOMMENDED_INDEXES")
             urls = page_urls(random.Random(args.seed), args.requests)
             db.session.remove()
         results = measure(app, urls)

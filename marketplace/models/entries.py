@@ -121,6 +121,7 @@ class Opportunity(EntryMixin, db.Model):
         Index("ix_opportunity_status_category", "status", "field_category"),
         Index("ix_opportunity_status_city", "status", "region_city"),
         Index("ix_opportunity_publisher", "publisher_id", "status"),
+        Index("ix_opportunity_batch_status", "batch_id", "status"),
     )
 
     title: Mapped[str] = mapped_column(String(120))
@@ -206,6 +207,7 @@ class Product(EntryMixin, db.Model):
         Index("ix_product_status_maturity", "status", "maturity"),
         Index("ix_product_status_city", "status", "region_city"),
         Index("ix_product_owner", "owner_id", "status"),
+        Index("ix_product_batch_status", "batch_id", "status"),
     )
 
     name: Mapped[str] = mapped_column(String(120))

@@ -10,7 +10,7 @@ from flask import render_template, request
 from marketplace.models import EntryKind
 from marketplace.portal import bp
 from marketplace.portal.forms import OpportunityFilterForm, ProductFilterForm, SearchForm
-from marketplace.services import portal
+from marketplace.services import matching, portal
 from marketplace.services.search import highlight, snippet
 
 LIST_PER_PAGE = 20
@@ -61,12 +61,16 @@ def products():
 
 @bp.get("/opportunities/<int:id>")
 def opportunity(id: int):
-    return render_template("portal/opportunity.html", entry=portal.get_published_opportunity(id))
+    entry = portal.get_published_opportunity(id)
+    similar = matching.similar(EntryKind.OPPORTUNITY, entry)
+    return render_template("portal/opportunity.html", entry=entry, similar=similar)
 
 
 @bp.get("/products/<int:id>")
 def product(id: int):
-    return render_template("portal/product.html", entry=portal.get_published_product(id))
+    entry = portal.get_published_product(id)
+    similar = matching.similar(EntryKind.PRODUCT, entry)
+    return render_template("portal/product.html", entry=entry, similar=similar)
 
 
 @bp.get("/batches")
