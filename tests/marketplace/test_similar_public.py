@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import pytest
 
+from marketplace.services import matching
+
 PARKING = (
     "中心城区老旧小区停车位严重不足，夜间车辆乱停乱放，需要建设智慧停车诱导系统，"
     "整合路内泊位和公共停车场数据，提供车位实时查询、停车诱导和错时共享服务。"
@@ -41,6 +43,8 @@ def corpus(make):
     draft_twin = make.opportunity(other, "draft", None, title="停车诱导草稿", description=PARKING)
     for title, description in OTHERS:
         make.opportunity(org, "published", batch, title=title, description=description)
+    # The offline encoder is fitted on the corpus by the (scheduled) rebuild, not per edit.
+    matching.get_service().rebuild(refit=True)
     return original, twin, draft_twin
 
 
