@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from sqlalchemy import func, select
+from sqlalchemy import select
 
 from marketplace import credit_code
 from marketplace.extensions import db
@@ -229,7 +229,3 @@ def get_organization(org_id: int) -> Organization:
     if org is None:
         raise NotFound("单位不存在")
     return org
-
-
-def count_users() -> int:
-    return db.session.scalar(select(func.count(User.id))) or 0

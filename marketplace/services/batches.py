@@ -85,11 +85,3 @@ def open_batches(kind: str) -> list[Batch]:
         )
     )
 
-
-def all_batches(kind: str | None = None, published_only: bool = False) -> list[Batch]:
-    stmt = select(Batch).order_by(Batch.published_on.desc().nulls_first(), Batch.id.desc())
-    if kind:
-        stmt = stmt.where(Batch.kind == kind)
-    if published_only:
-        stmt = stmt.where(Batch.status == BatchStatus.PUBLISHED)
-    return list(db.session.scalars(stmt))
