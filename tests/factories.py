@@ -178,3 +178,34 @@ def product(owner: Organization, status: str = EntryStatus.DRAFT, batch: Batch |
     db.session.add(obj)
     db.session.commit()
     return obj
+
+
+RESPONSE_SUMMARY = (
+    "我司拟以城市级静态交通一体化运营平台为基础，针对老旧小区夜间停车难问题，部署高位视频与地磁"
+    "泊位检测，建设车位诱导屏和错时共享小程序，三个月内完成试点并接入区级停车数据平台。"
+)
+
+
+def response(opportunity: Opportunity, organization: Organization, products=(), status: str = "draft",
+             **kw):
+    """A response row written directly (bypassing the service), for read-side tests."""
+    from marketplace.models import Response, ResponseProduct
+
+    values = dict(
+        opportunity_id=opportunity.id,
+        organization_id=organization.id,
+        status=status,
+        summary=RESPONSE_SUMMARY,
+        delivery_plan="第1月调研，第2–3月部署试点。",
+        quote=Decimal("88"),
+        contact_name="李工",
+        contact_phone="13800000000",
+    )
+    if status != "draft":
+        values["submitted_at"] = utcnow()
+    values.update(kw)
+    obj = Response(**values)
+    obj.product_rows = [ResponseProduct(product_id=p.id) for p in products]
+    db.session.add(obj)
+    db.session.commit()
+    return obj

@@ -1,8 +1,12 @@
 """JSON endpoints of the matching engine. GET only; errors are JSON (see ``marketplace.errors``).
 
 * ``GET /api/v1/opportunities/<id>/products?k=20&region=&maturity=&tag=``
-* ``GET /api/v1/products/<id>/opportunities?k=20&region=&category=``
+* ``GET /api/v1/products/<id>/opportunities?k=20&region=&category=&include_closed=0``
 * ``GET /api/v1/search?q=...&side=products|opportunities&k=20&region=&category=&maturity=&tag=``
+  ``&include_closed=0``
+
+Opportunities carry ``deadline`` (a Beijing date) and ``open`` (征集中); rankings of needs
+leave out closed needs unless ``include_closed=1``.
 
 Results are published entries only. The entry queried by id must be published, unless the
 caller is logged in as a member of its organization or as an organizer (then a draft works).
@@ -40,6 +44,19 @@ def _args(*names: str) -> dict[str, str | None]:
     return {name: request.args.get(name) or None for name in names}
 
 
+def _include_closed() -> bool:
+    """``include_closed=1|true`` adds needs whose deadline has passed (default: open ones only)."""
+    raw = (request.args.get("include_closed") or "0").lower()
+    if raw not in ("0", "1", "true", "false"):
+        raise ValidationFailed({"include_closed": "include_closed 只能是 0、1、true 或 false"})
+    return raw in ("1", "true")
+
+
+def deadline_fields(entry) -> dict[str, Any]:
+    """``deadline`` (a Beijing date, ISO) and ``open`` (征集中) of an opportunity."""
+    return {"deadline": entry.deadline.isoformat() if entry.deadline else None, "open": entry.is_open}
+
+
 def _result(rank: int, result: matching.MatchResult) -> dict[str, Any]:
     entry, hit = result.entry, result.hit
     data: dict[str, Any] = {"rank": rank, "id": entry.id}
@@ -53,7 +70,10 @@ def _result(rank: int, result: matching.MatchResult) -> dict[str, Any]:
         )
     else:
         data.update(
-            title=entry.title, categories=entry.categories, url=url_for("portal.opportunity", id=entry.id)
+            title=entry.title,
+            categories=entry.categories,
+            url=url_for("portal.opportunity", id=entry.id),
+            **deadline_fields(entry),
         )
     data.update(
         organization=result.organization,
@@ -64,6 +84,8 @@ def _result(rank: int, result: matching.MatchResult) -> dict[str, Any]:
         structured=hit.structured,
         breakdown=hit.breakdown,
         matched_terms=hit.matched_terms,
+        related_terms=[list(pair) for pair in hit.related_terms],
+        evidence=hit.evidence._asdict() if hit.evidence is not None else None,
         reasons=hit.reasons,
         reason=hit.reason,
     )
@@ -87,6 +109,7 @@ def opportunity_products(id: int):
         "id": entry.id,
         "title": entry.title,
         "status": entry.status,
+        **deadline_fields(entry),
         "k": k,
         "filters": filters,
     }
@@ -95,8 +118,10 @@ def opportunity_products(id: int):
 
 @bp.get("/products/<int:id>/opportunities")
 def product_opportunities(id: int):
-    k, filters = _k(), _args("region", "category")
-    entry, results = matching.opportunities_for_product_id(current_user, id, k, **filters)
+    k, filters, include_closed = _k(), _args("region", "category"), _include_closed()
+    entry, results = matching.opportunities_for_product_id(
+        current_user, id, k, include_closed=include_closed, **filters
+    )
     query = {
         "kind": entry.kind,
         "id": entry.id,
@@ -104,6 +129,7 @@ def product_opportunities(id: int):
         "status": entry.status,
         "k": k,
         "filters": filters,
+        "include_closed": include_closed,
     }
     return _response(query, results)
 
@@ -113,7 +139,8 @@ def search():
     side_arg = request.args.get("side", "products")
     if side_arg not in SIDES:
         raise ValidationFailed({"side": "side 只能是 products 或 opportunities"})
-    k, filters = _k(), _args("region", "category", "maturity", "tag")
+    k, filters, include_closed = _k(), _args("region", "category", "maturity", "tag"), _include_closed()
     q = request.args.get("q", "")
-    results = matching.search_text(q, SIDES[side_arg], k, **filters)
-    return _response({"q": q.strip(), "side": side_arg, "k": k, "filters": filters}, results)
+    results = matching.search_text(q, SIDES[side_arg], k, include_closed=include_closed, **filters)
+    query = {"q": q.strip(), "side": side_arg, "k": k, "filters": filters, "include_closed": include_closed}
+    return _response(query, results)

@@ -10,7 +10,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 
 from flask_wtf import FlaskForm
-from wtforms import IntegerField, SelectField, StringField
+from wtforms import BooleanField, IntegerField, SelectField, StringField
 from wtforms.validators import Length, NumberRange, Optional, ValidationError
 
 from marketplace.models import EntryKind, Maturity
@@ -86,6 +86,7 @@ class OpportunityFilterForm(_FilterForm):
 
     region = ChoiceFilter("地市", "全部地市")
     category = ChoiceFilter("应用领域", "全部领域")
+    include_closed = BooleanField("包含已截止的需求")
 
     def __init__(self, formdata, **kwargs):
         super().__init__(formdata, **kwargs)
@@ -135,6 +136,7 @@ class MatchSearchForm(_FilterForm):
     category = ChoiceFilter("应用领域", "全部领域")
     maturity = ChoiceFilter("成熟度（仅产品）", "全部成熟度")
     tag = ChoiceFilter("技术标签（仅产品）", "全部标签")
+    include_closed = BooleanField("包含已截止的需求（仅场景需求）")
 
     def __init__(self, formdata, **kwargs):
         super().__init__(formdata, **kwargs)

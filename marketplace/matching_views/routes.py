@@ -50,11 +50,13 @@ def opportunity(id: int):
 def product(id: int):
     form = OpportunityFilterForm(request.args)
     form.validate()
+    include_closed = bool(form.include_closed.data)
     try:
-        report = matching.product_report(current_user, id, PAGE_K, **form.filter_values())
+        report = matching.product_report(current_user, id, PAGE_K, include_closed=include_closed,
+                                         **form.filter_values())
     except ValidationFailed as exc:
         _flash_all(form.attach(exc))
-        report = matching.product_report(current_user, id, PAGE_K)
+        report = matching.product_report(current_user, id, PAGE_K, include_closed=include_closed)
     return render_template("matching/product.html", form=form, report=report)
 
 
@@ -65,7 +67,8 @@ def search():
     if form.submitted and form.validate() and form.q.data:
         try:
             results, status = matching.search_report(
-                current_user, form.q.data, form.side.data, form.k_value, **form.filter_values()
+                current_user, form.q.data, form.side.data, form.k_value,
+                include_closed=bool(form.include_closed.data), **form.filter_values()
             )
         except ValidationFailed as exc:
             _flash_all(form.attach(exc))

@@ -22,9 +22,41 @@ from marketplace.models.enums import (
     Tier,
 )
 from marketplace.models.matching import EmbeddingCache, IndexState
+from marketplace.models.notifications import (
+    EmailOutbox,
+    MatchAlert,
+    Notification,
+    NotificationKind,
+    NotificationPreference,
+    OutboxStatus,
+)
+from marketplace.models.responses import (
+    Consortium,
+    ConsortiumMember,
+    ConsortiumRole,
+    InvitationStatus,
+    Response,
+    ResponseProduct,
+    ResponseStatus,
+)
+from marketplace.models.uploads import StoredFile
 
 __all__ = [
     "AuditEvent",
+    "Consortium",
+    "ConsortiumMember",
+    "ConsortiumRole",
+    "InvitationStatus",
+    "Response",
+    "ResponseProduct",
+    "ResponseStatus",
+    "StoredFile",
+    "EmailOutbox",
+    "MatchAlert",
+    "Notification",
+    "NotificationKind",
+    "NotificationPreference",
+    "OutboxStatus",
     "Batch",
     "BatchStatus",
     "CooperationMode",

@@ -19,6 +19,7 @@ from sqlalchemy import (
 )
 from sqlalchemy.orm import Mapped, declared_attr, mapped_column, relationship
 
+from marketplace import timeutil
 from marketplace.extensions import db
 from marketplace.models.accounts import Organization, User
 from marketplace.models.base import utcnow
@@ -170,6 +171,15 @@ class Opportunity(EntryMixin, db.Model):
     @property
     def categories(self) -> list[str]:
         return [self.field_category]
+
+    @property
+    def is_open(self) -> bool:
+        """征集中: published, and its deadline day (Beijing time) is not over."""
+        return self.status == EntryStatus.PUBLISHED and not timeutil.deadline_passed(self.deadline)
+
+    @property
+    def days_left(self) -> int | None:
+        return timeutil.days_left(self.deadline)
 
 
 class ProductField(db.Model):

@@ -105,11 +105,16 @@ class FilterForm(FlaskForm):
         return {}
 
 
+STATE_CHOICES = [SelectChoice("open", "征集中"), SelectChoice("closed", "已截止")]
+
+
 class OpportunityFilterForm(FilterForm):
     tier = ChoiceFilter("场景层级", "全部层级", choices=_enum_choices("全部层级", Tier))
+    state = ChoiceFilter("征集状态", "全部（征集中在前）", choices=[SelectChoice("", "全部（征集中在前）"),
+                                                              *STATE_CHOICES])
 
     def _side_filters(self) -> dict[str, str | None]:
-        return {"tier": self.tier.value}
+        return {"tier": self.tier.value, "state": self.state.value}
 
 
 class ProductFilterForm(FilterForm):

@@ -6,11 +6,13 @@ Nothing here needs a login, and nothing shows an entry that is not published.
 from __future__ import annotations
 
 from flask import render_template, request
+from flask_login import current_user
 
 from marketplace.models import EntryKind
 from marketplace.portal import bp
 from marketplace.portal.forms import OpportunityFilterForm, ProductFilterForm, SearchForm
 from marketplace.services import matching, portal
+from marketplace.services import responses as response_service
 from marketplace.services.search import highlight, snippet
 
 LIST_PER_PAGE = 20
@@ -46,7 +48,8 @@ def opportunities():
     listing = portal.list_opportunities(
         form.filters(), form.keyword(), page=_page_arg(), per_page=LIST_PER_PAGE
     )
-    return render_template("portal/opportunities.html", form=form, listing=listing)
+    winners = response_service.winners(e.id for e in listing.page.items)
+    return render_template("portal/opportunities.html", form=form, listing=listing, winners=winners)
 
 
 @bp.get("/products")
@@ -63,7 +66,8 @@ def products():
 def opportunity(id: int):
     entry = portal.get_published_opportunity(id)
     similar = matching.similar(EntryKind.OPPORTUNITY, entry)
-    return render_template("portal/opportunity.html", entry=entry, similar=similar)
+    panel = response_service.opportunity_panel(current_user, entry)
+    return render_template("portal/opportunity.html", entry=entry, similar=similar, panel=panel)
 
 
 @bp.get("/products/<int:id>")

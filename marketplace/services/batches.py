@@ -6,10 +6,11 @@ from datetime import date
 
 from sqlalchemy import func, select, update
 
+from marketplace import timeutil
 from marketplace.extensions import db
 from marketplace.models import Batch, BatchStatus, EntryKind, EntryStatus, User
 from marketplace.models.base import utcnow
-from marketplace.services import audit, index_sync
+from marketplace.services import audit, index_sync, notifications
 from marketplace.services.accounts import require_staff
 from marketplace.services.entries import model_for
 from marketplace.services.errors import InvalidTransition, NotFound, ValidationFailed
@@ -69,8 +70,12 @@ def publish_batch(actor: User, batch: Batch, on: date | None = None) -> int:
         db.session.rollback()
         raise InvalidTransition("批次中没有已入选的条目，不能发布空批次")
     batch.status = BatchStatus.PUBLISHED
-    batch.published_on = on or date.today()
+    batch.published_on = on or timeutil.local_today()
     audit.record(actor, "batch.publish", batch, f"发布批次「{batch.title}」，共{result.rowcount}条")
+    published = db.session.scalars(
+        select(model).where(model.batch_id == batch.id, model.status == EntryStatus.PUBLISHED)
+    )
+    notifications.batch_published(batch, published)
     index_sync.bump()
     db.session.commit()
     return result.rowcount

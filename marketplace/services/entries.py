@@ -22,6 +22,7 @@ from typing import Any
 from sqlalchemy import select
 from sqlalchemy.orm import selectinload
 
+from marketplace import timeutil
 from marketplace.extensions import db
 from marketplace.models import (
     Batch,
@@ -40,7 +41,7 @@ from marketplace.models import (
 )
 from marketplace.models.base import utcnow
 from marketplace.reference import reference
-from marketplace.services import audit, index_sync
+from marketplace.services import audit, index_sync, notifications
 from marketplace.services.accounts import require_staff
 from marketplace.services.errors import (
     DomainError,
@@ -188,7 +189,7 @@ def clean_opportunity(data: dict, today: date | None = None) -> dict:
     deadline = data.get("deadline")
     if deadline is not None and not isinstance(deadline, date):
         errors["deadline"] = "日期格式无效"
-    elif deadline is not None and deadline < (today or date.today()):
+    elif deadline is not None and deadline < (today or timeutil.local_today()):
         errors["deadline"] = "答题截止日期不能早于今天"
     out["deadline"] = deadline
     if errors:
@@ -419,6 +420,7 @@ def approve(actor: User, entry: Entry, batch: Batch) -> None:
     entry.batch_id = batch.id
     entry.review_comment = None
     audit.record(actor, "entry.approve", entry, f"审核通过，入选「{batch.title}」")
+    notifications.entry_approved(entry, batch)
     db.session.commit()
 
 
@@ -434,6 +436,7 @@ def return_entry(actor: User, entry: Entry, comment: str) -> None:
     entry.batch_id = None
     entry.review_comment = comment[:2000]
     audit.record(actor, "entry.return", entry, f"退回修改：{comment[:200]}")
+    notifications.entry_returned(entry, entry.review_comment)
     db.session.commit()
 
 

@@ -47,10 +47,11 @@ from typing import Any
 
 import numpy as np
 from flask import Flask, current_app
-from sqlalchemy import delete, insert, select
+from sqlalchemy import delete, insert, or_, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import joinedload, selectinload
 
+from marketplace import timeutil
 from marketplace.extensions import db
 from marketplace.models import (
     EmbeddingCache,
@@ -384,9 +385,13 @@ def build_filters(
     tag: str | None = None,
     category: str | None = None,
     area: str | None = None,
+    include_closed: bool = True,
 ) -> Filters:
     """Hard filters on the ``target`` side; an unknown or inapplicable value raises
-    :class:`ValidationFailed` (field → Chinese message). Empty values mean "any"."""
+    :class:`ValidationFailed` (field → Chinese message). Empty values mean "any".
+
+    ``include_closed=False`` keeps only opportunities still open for answers (征集中).
+    """
     check_side(target)
     ref = reference()
     errors: dict[str, str] = {}
@@ -415,6 +420,21 @@ def build_filters(
         region_city=region,
         maturity=maturity,
         tags=(tag,) if tag else None,
+        allowed_ids=(
+            open_opportunity_ids() if target == EntryKind.OPPORTUNITY and not include_closed else None
+        ),
+    )
+
+
+def open_opportunity_ids() -> frozenset[int]:
+    """Published opportunities whose deadline day (Beijing time) is not over."""
+    return frozenset(
+        db.session.scalars(
+            select(Opportunity.id).where(
+                Opportunity.status == EntryStatus.PUBLISHED,
+                or_(Opportunity.deadline.is_(None), Opportunity.deadline >= timeutil.local_today()),
+            )
+        )
     )
 
 
@@ -447,11 +467,14 @@ class MatchingService:
         hnsw_threshold: int = 20_000,
         config: MatchConfig | None = None,
         enabled: bool = True,
+        model_dir: str | os.PathLike[str] | None = None,
     ) -> None:
         spec = (model_spec or "").strip() or None
-        if spec and not spec.startswith(("st:", "offline")) and spec.lower() != "default":
+        if spec and not spec.startswith(("st:", "offline")) and spec.lower() not in {"default", "e5-small"}:
             spec = f"st:{spec}"
         self.model_spec = spec
+        #: Where installed models (e5-small) live; ``None``: ``$MATCHING_MODEL_DIR`` or instance/models.
+        self.model_dir = model_dir
         self.index_dir = Path(index_dir)
         self.hnsw_threshold = int(hnsw_threshold)
         self.config = config or MatchConfig()
@@ -472,6 +495,7 @@ class MatchingService:
             hnsw_threshold=int(config.get("MATCHING_HNSW_THRESHOLD", 20_000)),
             config=MatchConfig.from_mapping(config.get("MATCHING_WEIGHTS") or {}),
             enabled=bool(config.get("MATCHING_ENABLED", True)),
+            model_dir=config.get("MATCHING_MODEL_DIR"),
         )
 
     # ---------------------------------------------------------------- encoders
@@ -479,7 +503,7 @@ class MatchingService:
     def _base_encoder(self) -> Encoder:
         """The configured encoder, built once (a pretrained model is loaded only here)."""
         if self._template is None:
-            encoder = build_encoder(self.model_spec)
+            encoder = build_encoder(self.model_spec, model_dir=self.model_dir)
             self._fallback_reason = encoder.fallback_reason
             self._template = encoder
         return self._template
@@ -1013,12 +1037,21 @@ def opportunity_report(
 
 
 def product_report(
-    user: User | None, product_id: int, k: int = 20, *, region: str | None = None, category: str | None = None
+    user: User | None,
+    product_id: int,
+    k: int = 20,
+    *,
+    region: str | None = None,
+    category: str | None = None,
+    include_closed: bool = False,
 ) -> EntryReport:
-    """The opportunities page of a product: for its firm's members and organizers."""
+    """The opportunities page of a product (open needs unless ``include_closed``): for its
+    firm's members and organizers."""
     entry = entry_service.get_entry(EntryKind.PRODUCT, product_id)
     require_match_access(user, entry)
-    filters = build_filters(EntryKind.OPPORTUNITY, region=region, category=category)
+    filters = build_filters(
+        EntryKind.OPPORTUNITY, region=region, category=category, include_closed=include_closed
+    )
     service = get_service()
     staff = _is_staff(user)
     return EntryReport(
@@ -1030,11 +1063,13 @@ def product_report(
 
 
 def search_report(
-    user: User | None, text: str, side: str, k: int = 20, **filter_values: str | None
+    user: User | None, text: str, side: str, k: int = 20, include_closed: bool = False,
+    **filter_values: str | None,
 ) -> tuple[list[MatchResult], MatchingStatus]:
-    """Organizer search 「找能做……的企业」 over one side, with the engine status."""
+    """Organizer search 「找能做……的企业」 over one side (needs: open ones unless
+    ``include_closed``), with the engine status."""
     require_staff(user)
-    filters = build_filters(side, **filter_values)
+    filters = build_filters(side, include_closed=include_closed, **filter_values)
     service = get_service()
     return service.search(text, side, k, filters), service.status()
 
@@ -1050,20 +1085,25 @@ def products_for_opportunity_id(
 
 
 def opportunities_for_product_id(
-    user: User | None, product_id: int, k: int = 20, **filter_values: str | None
+    user: User | None, product_id: int, k: int = 20, include_closed: bool = False,
+    **filter_values: str | None,
 ) -> tuple[Product, list[MatchResult]]:
-    """API: opportunities for a product that is published, or the caller's own / staff's."""
+    """API: opportunities (open ones unless ``include_closed``) for a product that is
+    published, or the caller's own / staff's."""
     check_k(k)
-    filters = build_filters(EntryKind.OPPORTUNITY, **filter_values)
+    filters = build_filters(EntryKind.OPPORTUNITY, include_closed=include_closed, **filter_values)
     entry = get_queryable_entry(user, EntryKind.PRODUCT, product_id)
     return entry, get_service().opportunities_for_product(entry, k, filters)
 
 
-def search_text(text: str, side: str, k: int = 20, **filter_values: str | None) -> list[MatchResult]:
-    """API: free text against the published entries of one side."""
+def search_text(
+    text: str, side: str, k: int = 20, include_closed: bool = False, **filter_values: str | None
+) -> list[MatchResult]:
+    """API: free text against the published entries of one side (needs: open ones unless
+    ``include_closed``)."""
     text = check_query_text(text)
     check_k(k)
-    filters = build_filters(check_side(side), **filter_values)
+    filters = build_filters(check_side(side), include_closed=include_closed, **filter_values)
     return get_service().search(text, side, k, filters)
 
 

@@ -11,9 +11,10 @@ from dataclasses import dataclass, field
 
 from flask import current_app
 from flask_sqlalchemy.pagination import Pagination
-from sqlalchemy import Select, distinct, exists, func, select
+from sqlalchemy import Select, case, distinct, exists, func, or_, select
 from sqlalchemy.orm import joinedload, selectinload
 
+from marketplace import timeutil
 from marketplace.extensions import db
 from marketplace.models import (
     Batch,
@@ -259,11 +260,21 @@ class Listing:
     ranked: bool = False
 
 
+def open_condition():
+    """SQL: the opportunity is still open for answers (征集中) today in Beijing time."""
+    return or_(Opportunity.deadline.is_(None), Opportunity.deadline >= timeutil.local_today())
+
+
 def opportunity_query(filters: EntryFilters) -> Select | None:
-    """Published opportunities matching ``filters``, newest first (None: nothing can match)."""
+    """Published opportunities matching ``filters``: open ones first, then newest first
+    (None: nothing can match)."""
     if filters.maturity is not None or filters.tag is not None:
         return None
     stmt = select(Opportunity).where(Opportunity.status == PUBLISHED)
+    if filters.state == "open":
+        stmt = stmt.where(open_condition())
+    elif filters.state == "closed":
+        stmt = stmt.where(~open_condition())
     if filters.batch_id is not None:
         stmt = stmt.where(Opportunity.batch_id == filters.batch_id)
     if filters.area is not None:
@@ -277,7 +288,7 @@ def opportunity_query(filters: EntryFilters) -> Select | None:
     if filters.tier is not None:
         stmt = stmt.where(Opportunity.tier == filters.tier)
     return stmt.options(joinedload(Opportunity.publisher), joinedload(Opportunity.batch)).order_by(
-        Opportunity.published_at.desc(), Opportunity.id.desc()
+        case((open_condition(), 0), else_=1), Opportunity.published_at.desc(), Opportunity.id.desc()
     )
 
 

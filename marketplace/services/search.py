@@ -1,9 +1,26 @@
 """Keyword search over the PUBLISHED entries (机会清单 and 产品清单).
 
 Each app keeps one :class:`SearchIndex` in ``app.extensions["search"]``. Per side (opportunity,
-product) it holds a BM25 :class:`matching.LexicalIndex` over the entry text, tokenised by
-:func:`matching.tokenize` (jieba words, character bigrams, English acronyms kept whole), plus the
-metadata the list filters need and the ``updated_at`` stamp of every indexed row.
+product) it holds a BM25 :class:`matching.LexicalIndex` over the **whole words** of the entry text
+(:func:`matching.text.words`: jieba + domain dictionary + thesaurus terms, compound words also
+as their parts, English acronyms kept whole; no character bigrams, so 「动车」 never matches
+「电动车」), plus the metadata the list filters need and the ``updated_at`` stamp of every
+indexed row.
+
+Ranking a query (see :func:`score_terms`):
+
+* The query's terms are the distinct words the user typed (:func:`matching.text.query_terms`).
+* A term matches an entry through the word itself (weight 1), a thesaurus group-mate
+  (weight ``SYNONYM_WEIGHT`` = 0.5), or, for a compound such as 「养老服务」, all of its parts
+  (weight ``PARTS_WEIGHT``, scored by the weakest part). The term's score is the best of these
+  BM25 contributions; the entry's score is the sum over terms.
+* Only entries that match at least one term are results. Entries matching more terms rank
+  first (every term before all but one, and so on), then by score, then newest first.
+* **Relative cut-off.** An entry that matches only some of the terms is dropped when its score
+  is below ``RELATIVE_CUTOFF`` (0.5) times the best result's score (after the filters); an entry
+  matching every term is always kept. The value was chosen by two-fold cross-validation on
+  ``seeds/search_eval.json`` (each half picks it, the other half reports it; see
+  ``docs/benchmarks.md``, "Portal keyword search quality").
 
 Freshness across workers: every service change to what is public bumps the
 ``index_state`` row of :mod:`marketplace.services.index_sync`. Before each search the index
@@ -25,7 +42,7 @@ import threading
 import time
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import date, datetime
 from typing import Any
 
 import numpy as np
@@ -35,6 +52,7 @@ from markupsafe import Markup, escape
 from sqlalchemy import select
 from sqlalchemy.orm import joinedload, selectinload
 
+from marketplace import timeutil
 from marketplace.extensions import db
 from marketplace.models import (
     EntryKind,
@@ -47,7 +65,8 @@ from marketplace.models import (
     ProductTag,
 )
 from marketplace.services import index_sync
-from matching import LexicalIndex, query_tokens, tokenize
+from matching import LexicalIndex
+from matching.text import SYNONYM_WEIGHT, compound_parts, query_terms, thesaurus, words
 
 EXTENSION_KEY = "search"
 SIDES: tuple[str, ...] = (EntryKind.OPPORTUNITY, EntryKind.PRODUCT)
@@ -55,6 +74,10 @@ SIDES: tuple[str, ...] = (EntryKind.OPPORTUNITY, EntryKind.PRODUCT)
 MAX_QUERY_LENGTH = 100
 #: Rows loaded per ``IN (...)`` query while refreshing.
 _CHUNK = 500
+#: Partial matches scoring below this share of the best result's score are dropped (module docstring).
+RELATIVE_CUTOFF = 0.5
+#: Weight of a compound query term matched by all of its parts instead of whole.
+PARTS_WEIGHT = 0.8
 
 
 @dataclass(frozen=True)
@@ -73,6 +96,9 @@ class EntryFilters:
     tier: str | None = None
     maturity: str | None = None
     tag: str | None = None
+    #: 征集中 (``"open"``) or 已截止 (``"closed"``) by the answer deadline in Beijing time.
+    #: Only opportunities have deadlines; the filter leaves products alone.
+    state: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -87,6 +113,7 @@ class EntryMeta:
     tier: str | None = None
     maturity: str | None = None
     tags: frozenset[str] = frozenset()
+    deadline: date | None = None
 
 
 @dataclass
@@ -141,6 +168,19 @@ class _Side:
                 attr = _SCALAR_FIELDS[name]
                 values = (getattr(m, attr) == value for m in metas)
             cached = self._masks[key] = np.fromiter(values, dtype=bool, count=len(metas))
+        return cached
+
+    def deadline_mask(self, state: str, today: date) -> np.ndarray:
+        """Which documents are open (no deadline, or not before ``today``) or closed."""
+        key = ("state", (state, today))
+        cached = self._masks.get(key)
+        if cached is None:
+            metas = [self.meta[i] for i in self._order]
+            is_open = (m.deadline is None or m.deadline >= today for m in metas)
+            cached = np.fromiter(is_open, dtype=bool, count=len(metas))
+            if state == "closed":
+                cached = ~cached
+            self._masks[key] = cached
         return cached
 
 
@@ -203,6 +243,8 @@ class SearchIndex:
         self._lock = threading.RLock()
         self._sides: dict[str, _Side] | None = None
         self._stamp: tuple[int, datetime | None] | None = None
+        #: See ``RELATIVE_CUTOFF``; the quality benchmark varies it.
+        self.relative_cutoff = RELATIVE_CUTOFF
         #: Seconds the last full build took (for the benchmark and logs).
         self.build_seconds: float | None = None
 
@@ -227,7 +269,7 @@ class SearchIndex:
             for kind in SIDES:
                 side = _Side()
                 docs = _load_docs(kind)
-                side.lexical.build([d.id for d in docs], [tokenize(d.text) for d in docs])
+                side.lexical.build([d.id for d in docs], [words(d.text) for d in docs])
                 side.meta = {d.id: d.meta for d in docs}
                 side.stamps = {d.id: d.stamp for d in docs}
                 sides[kind] = side
@@ -253,7 +295,7 @@ class SearchIndex:
             del side.meta[item_id], side.stamps[item_id]
         for start in range(0, len(changed), _CHUNK):
             for doc in _load_docs(kind, changed[start : start + _CHUNK]):
-                side.lexical.upsert(doc.id, tokenize(doc.text))
+                side.lexical.upsert(doc.id, words(doc.text))
                 side.meta[doc.id] = doc.meta
                 side.stamps[doc.id] = doc.stamp
 
@@ -267,31 +309,37 @@ class SearchIndex:
         page: int = 1,
         per_page: int = 20,
     ) -> RankedPage:
-        """Published entries of ``kind`` matching ``q`` and ``filters``, best first.
+        """Published entries of ``kind`` matching ``q`` and ``filters``, best first (ranking and
+        cut-off: see the module docstring).
 
         Ties are broken by id, newest first. The page's rows are loaded in one query (plus the
         product's field and tag rows), in rank order.
         """
         if kind not in _MODELS:
             raise ValueError(f"unknown side: {kind}")
-        tokens = query_tokens((q or "")[:MAX_QUERY_LENGTH])
-        if not tokens:
+        terms = query_terms((q or "")[:MAX_QUERY_LENGTH])
+        if not terms:
             return empty_page(per_page)
         filters = filters or EntryFilters()
         self.sync()
         with self._lock:
             side = self._sides[kind]
-            scores, order = side.lexical.score_array(tokens)
-            ids = side.align(order)
-            keep = scores > 0
+            scores, coverage, alternatives = score_terms(side.lexical, terms)
+            ids = side.align(side.lexical.order())
+            keep = coverage > 0
             for name in (*_SET_FIELDS, *_SCALAR_FIELDS):
                 value = getattr(filters, name)
                 if value is not None and len(ids):
                     keep &= side.mask(name, value)
+            if filters.state is not None and kind == EntryKind.OPPORTUNITY and len(ids):
+                keep &= side.deadline_mask(filters.state, timeutil.local_today())
+            if keep.any():
+                full = coverage == len(terms)
+                keep &= full | (scores >= self.relative_cutoff * scores[keep].max())
             positions = np.flatnonzero(keep)
-            hit_ids, hit_scores = ids[positions], scores[positions]
-            # Best score first; ties: newest (highest) id first.
-            rank = np.lexsort((-hit_ids, -hit_scores))
+            hit_ids, hit_scores, hit_coverage = ids[positions], scores[positions], coverage[positions]
+            # Most terms matched first, then best score; ties: newest (highest) id first.
+            rank = np.lexsort((-hit_ids, -hit_scores, -hit_coverage))
             ranked, ranked_scores = hit_ids[rank], hit_scores[rank]
             result = _page(ranked, page, per_page, lambda page_ids: _load_rows(kind, page_ids))
             start = (result.page - 1) * result.per_page
@@ -299,9 +347,41 @@ class SearchIndex:
                                    ranked_scores[start : start + result.per_page].tolist(),
                                    strict=True))
             for entry in result.items:
-                result.matched[entry.id] = side.lexical.matched_terms(tokens, entry.id)
+                result.matched[entry.id] = _highlight_terms(side.lexical.matched_terms(alternatives, entry.id))
                 result.scores[entry.id] = page_scores[entry.id]
         return result
+
+
+def score_terms(lexical: LexicalIndex, terms: Sequence[str]) -> tuple[np.ndarray, np.ndarray, list[str]]:
+    """Per-document ``(score, number of terms matched)`` arrays in the index's order, and every
+    token that can match a term (for highlighting). See the module docstring for the rule."""
+    n = len(lexical.order())
+    total = np.zeros(n, dtype=np.float32)
+    coverage = np.zeros(n, dtype=np.int32)
+    alternatives: list[str] = []
+    th = thesaurus()
+    for term in terms:
+        best = lexical.token_scores(term)
+        alternatives.append(term)
+        for mate in th.related(term):
+            best = np.maximum(best, SYNONYM_WEIGHT * lexical.token_scores(mate))
+            alternatives.append(mate)
+        parts = compound_parts(term)
+        if parts:
+            weakest = np.minimum.reduce([lexical.token_scores(p) for p in parts])
+            best = np.maximum(best, PARTS_WEIGHT * weakest)
+            alternatives.extend(parts)
+        total += best
+        coverage += best > 0
+    return total, coverage, list(dict.fromkeys(alternatives))
+
+
+def _highlight_terms(matched: list[str]) -> list[str]:
+    """The matched tokens to highlight: a compound's parts only where the compound itself is
+    absent (「养老服务」 found whole does not light up every 「服务」)."""
+    present = set(matched)
+    covered = {part for term in matched for part in compound_parts(term) if term in present}
+    return [t for t in matched if t not in covered]
 
 
 # -------------------------------------------------------------------- loading rows
@@ -320,7 +400,7 @@ def _load_docs(kind: str, ids: Sequence[int] | None = None) -> list[_Doc]:
                 Opportunity.id, Opportunity.title, Opportunity.description,
                 Opportunity.field_area, Opportunity.field_category, Opportunity.tier,
                 Opportunity.region_city, Opportunity.region_county, Opportunity.batch_id,
-                Opportunity.updated_at, Organization.name,
+                Opportunity.updated_at, Opportunity.deadline, Organization.name,
             )
             .join(Organization, Organization.id == Opportunity.publisher_id)
             .where(Opportunity.status == EntryStatus.PUBLISHED)
@@ -335,7 +415,7 @@ def _load_docs(kind: str, ids: Sequence[int] | None = None) -> list[_Doc]:
                 meta=EntryMeta(
                     batch_id=row.batch_id, areas=frozenset((row.field_area,)),
                     categories=frozenset((row.field_category,)), city=row.region_city,
-                    county=row.region_county, tier=row.tier,
+                    county=row.region_county, tier=row.tier, deadline=row.deadline,
                 ),
                 stamp=row.updated_at,
             )

@@ -155,10 +155,148 @@ def load_seeds(seeds_dir: str) -> SeedReport:
             db.session.add(user)
             report.add("users")
 
+    responses_file = root / "responses.json"
+    if responses_file.exists():
+        db.session.flush()
+        _load_responses(json.loads(responses_file.read_text(encoding="utf-8")), by_name, report)
+
     if report.changed:
         index_sync.bump()
     db.session.commit()
     return report
+
+
+class SeedError(ValueError):
+    """A seed file refers to something that does not exist or breaks a rule."""
+
+
+def _load_responses(data: dict, by_name: dict[str, Organization], report: SeedReport) -> None:
+    """Consortia and responses from ``responses.json`` (natural keys: a consortium's (need,
+    lead); a response's (need, organization, withdrawn or not)), with the notifications their
+    history would have produced. Rows that exist are left alone."""
+    from marketplace.models import (
+        Consortium,
+        ConsortiumMember,
+        ConsortiumRole,
+        InvitationStatus,
+        Notification,
+        Response,
+        ResponseProduct,
+        ResponseStatus,
+    )
+    from marketplace.services import notifications
+
+    now = utcnow()
+    needs = {o.title: o for o in db.session.scalars(select(Opportunity))}
+    products = {(p.owner_id, p.name): p for p in db.session.scalars(select(Product))}
+
+    def org(name: str) -> Organization:
+        if name not in by_name:
+            raise SeedError(f"responses.json: unknown organization {name!r}")
+        return by_name[name]
+
+    def need(title: str) -> Opportunity:
+        found = needs.get(title)
+        if found is None or found.status != EntryStatus.PUBLISHED:
+            raise SeedError(f"responses.json: {title!r} is not a published opportunity")
+        return found
+
+    def tell(organization_id: int, kind: str, title: str, body: str, url: str, when: datetime) -> None:
+        for user in db.session.scalars(select(User).where(User.organization_id == organization_id)):
+            db.session.add(Notification(
+                user_id=user.id, kind=kind, title=title, body=body, url=url, created_at=when,
+                read_at=when + timedelta(hours=3) if now - when > timedelta(days=4) else None,
+            ))
+            report.add("notifications")
+
+    consortia: dict[str, Consortium] = {}
+    existing = {(c.opportunity_id, c.lead_organization_id): c for c in db.session.scalars(select(Consortium))}
+    for i, rec in enumerate(data.get("consortia", [])):
+        opportunity, lead = need(rec["opportunity"]), org(rec["lead"])
+        found = existing.get((opportunity.id, lead.id))
+        if found is not None:
+            consortia[rec["name"]] = found
+            continue
+        created = now - timedelta(days=20 - i, hours=3)
+        consortium = Consortium(opportunity_id=opportunity.id, lead_organization_id=lead.id, name=rec["name"],
+                                created_at=created)
+        consortium.members.append(ConsortiumMember(
+            organization_id=lead.id, role=ConsortiumRole.LEAD, status=InvitationStatus.ACCEPTED,
+            invited_at=created, answered_at=created,
+        ))
+        db.session.add(consortium)
+        db.session.flush()
+        url = notifications.path_for("responses.consortium", id=consortium.id)
+        for j, member_rec in enumerate(rec["members"]):
+            member = org(member_rec["organization"])
+            invited = created + timedelta(hours=1 + j)
+            pending = member_rec["status"] == InvitationStatus.INVITED
+            answered = None if pending else invited + timedelta(days=1)
+            row = ConsortiumMember(
+                organization_id=member.id, role=ConsortiumRole(member_rec["role"]),
+                status=InvitationStatus(member_rec["status"]), note=member_rec.get("note", ""),
+                invited_at=invited, answered_at=answered,
+            )
+            consortium.members.append(row)
+            tell(member.id, "consortium_invite", f"联合体邀请：{consortium.name}",
+                 f"「{lead.name}」邀请贵单位作为{row.role_label}加入「{consortium.name}」，"
+                 f"共同答复需求「{opportunity.title}」。", url, invited)
+            if answered is not None:
+                verb = "接受" if row.status == InvitationStatus.ACCEPTED else "谢绝"
+                tell(lead.id, "consortium_answer", f"联合体邀请已{verb}：{member.name}",
+                     f"「{member.name}」{verb}了加入「{consortium.name}」的邀请。", url, answered)
+        consortia[rec["name"]] = consortium
+        report.add("consortia")
+    db.session.flush()
+
+    keys = {
+        (r.opportunity_id, r.organization_id, r.status == ResponseStatus.WITHDRAWN)
+        for r in db.session.scalars(select(Response))
+    }
+    for rec in data.get("responses", []):
+        opportunity, respondent = need(rec["opportunity"]), org(rec["organization"])
+        status = ResponseStatus(rec["status"])
+        key = (opportunity.id, respondent.id, status == ResponseStatus.WITHDRAWN)
+        if key in keys:
+            continue
+        consortium = consortia[rec["consortium"]] if rec.get("consortium") else None
+        owners = {respondent.id} | (set(consortium.accepted_organization_ids) if consortium else set())
+        product_rows = []
+        for name in rec["products"]:
+            product = next((products[(o, name)] for o in owners if (o, name) in products), None)
+            if product is None or product.status != EntryStatus.PUBLISHED:
+                raise SeedError(f"responses.json: {name!r} is not a published product of {respondent.name}")
+            product_rows.append(ResponseProduct(product_id=product.id))
+        submitted = now - timedelta(days=rec.get("days_ago", 5), hours=2)
+        response = Response(
+            opportunity_id=opportunity.id, organization_id=respondent.id,
+            consortium_id=consortium.id if consortium else None, status=status,
+            summary=rec["summary"], delivery_plan=rec.get("delivery_plan", ""),
+            quote=Decimal(str(rec["quote"])) if rec.get("quote") is not None else None,
+            contact_name=rec["contact_name"], contact_phone=rec["contact_phone"],
+            review_comment=rec.get("review_comment"), product_rows=product_rows,
+            created_at=submitted - timedelta(days=1), updated_at=submitted,
+            submitted_at=None if status == ResponseStatus.DRAFT else submitted,
+        )
+        db.session.add(response)
+        db.session.flush()
+        keys.add(key)
+        report.add("responses")
+        if response.submitted_at is None:
+            continue
+        url = notifications.path_for("responses.detail", id=response.id)
+        name = f"{consortium.name}（牵头：{respondent.name}）" if consortium else respondent.name
+        tell(opportunity.publisher_id, "response_new", f"新的答题：{name}",
+             f"「{name}」答复了贵单位发布的需求「{opportunity.title}」。", url, submitted)
+        if status in (ResponseStatus.SHORTLISTED, ResponseStatus.SELECTED, ResponseStatus.REJECTED):
+            reviewed = min(submitted + timedelta(days=2), now - timedelta(hours=1))
+            response.reviewed_at = response.updated_at = reviewed
+            body = f"您对「{opportunity.title}」的答题状态变为「{response.status_label}」。"
+            if response.review_comment:
+                body += f"意见：{response.review_comment}"
+            for org_id in sorted(owners):
+                tell(org_id, "response_status", f"答题{response.status_label}：{opportunity.title}",
+                     body, url, reviewed)
 
 
 def _timestamps(entry, status: str, published_on: date | None, i: int) -> None:

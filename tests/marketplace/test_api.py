@@ -23,6 +23,8 @@ RESULT_KEYS = {
     "structured",
     "breakdown",
     "matched_terms",
+    "related_terms",
+    "evidence",
     "reason",
     "url",
 }
@@ -74,6 +76,7 @@ def test_search_both_sides(corpus, client):
         "side": "products",
         "k": 1,
         "filters": {"region": None, "category": None, "maturity": None, "tag": None},
+        "include_closed": False,
     }
     needs = client.get("/api/v1/search", query_string={"q": "独居老人跌倒检测", "side": "opportunities"})
     assert needs.get_json()["results"][0]["id"] == corpus.care_need.id

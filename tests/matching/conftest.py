@@ -212,7 +212,7 @@ def fitted_encoder():
     """An offline encoder fitted on the fixture corpus (shared; do not refit it)."""
     from matching import document_text
 
-    encoder = build_encoder(None)
+    encoder = build_encoder("offline")  # explicit: never the installed e5-small
     encoder.fit([document_text(i) for i in PRODUCTS + OPPORTUNITIES])
     return encoder
 

@@ -1,4 +1,5 @@
-"""Tokeniser: normalisation, jieba with the domain dictionary, bigrams, English, synonyms."""
+"""Tokeniser: normalisation, jieba with the domain dictionary, bigrams, English, whole words,
+thesaurus expansion and sentences."""
 
 from __future__ import annotations
 
@@ -8,6 +9,7 @@ import time
 import pytest
 
 from matching import normalize, query_tokens, tokenize
+from matching.text import SYNONYM_WEIGHT, expand_query, query_terms, split_sentences, thesaurus, words
 
 
 def test_normalize_folds_full_width_case_and_spaces():
@@ -93,6 +95,54 @@ def test_empty_text():
 def test_query_tokens_add_synonyms(query, synonym):
     assert synonym in query_tokens(query)
     assert synonym not in tokenize(query)
+
+
+@pytest.mark.parametrize(
+    ("text", "bad"),
+    [("住宅小区电动车入梯", "动车"), ("公交驾驶员疲劳驾驶监测", "劳驾"), ("智慧停车诱导系统", "慧停")],
+)
+def test_words_never_cut_across_word_boundaries(text, bad):
+    assert bad not in words(text)
+    assert bad in tokenize(text)  # the bigram is still there for BM25 recall
+
+
+def test_compound_words_also_yield_their_own_parts():
+    assert {"停车诱导", "停车", "诱导"} <= set(words("智慧停车诱导系统"))
+    assert {"城市生命线", "城市", "生命线"} <= set(words("城市生命线"))
+    assert words("电动车") == ["电动车", "电动"]
+
+
+def test_consecutive_single_characters_form_an_unknown_word():
+    assert "泊安" in words("江西泊安科技有限公司")
+    assert query_terms("泊安科技") == ["泊安", "科技"]
+
+
+def test_thesaurus_terms_segment_as_whole_words():
+    th = thesaurus()
+    for term in ("扬尘", "颗粒物", "渣土运输", "工程运输车辆", "材料免提交", "电子证照", "疲劳驾驶"):
+        assert term in th
+        assert term in words(f"加强{term}管理")
+
+
+def test_expansion_weighs_synonyms_below_exact_terms():
+    weights = expand_query("工地扬尘")
+    assert weights["扬尘"] == 1.0 and weights["工地"] == 1.0
+    assert 0 < weights["颗粒物"] == SYNONYM_WEIGHT < 1.0
+    assert expand_query("工地扬尘", synonym_weight=0) == dict.fromkeys(tokenize("工地扬尘"), 1.0)
+
+
+def test_expansion_fires_on_whole_words_only():
+    # 「动车」 inside 「电动车」 is not a word, so nothing about trains is added
+    assert "高铁" not in expand_query("电动车") and "电瓶车" in expand_query("电动车")
+
+
+def test_split_sentences():
+    text = "现状与痛点：老人独居。需求：1.跌倒自动报警；2.一键呼叫！\n合作方式：采购"
+    assert split_sentences(text) == [
+        "现状与痛点：老人独居。", "需求：1.跌倒自动报警；", "一键呼叫！", "合作方式：采购"
+    ]
+    long = "监测" * 100
+    assert all(len(s) <= 120 for s in split_sentences(long))
 
 
 def test_query_tokens_are_unique():
