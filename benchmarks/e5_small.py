@@ -83,7 +83,7 @@ def cosines(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     return np.sum(a * b, axis=1) / (np.linalg.norm(a, axis=1) * np.linalg.norm(b, axis=1))
 
 
-def docs_per_s(encode, texts: list[str], repeat: int = 2) -> float:
+def docs_per_s(encode, texts: list[str], repeat: int = 3) -> float:
     encode(texts[:32])  # warm-up
     best = float("inf")
     for _ in range(repeat):

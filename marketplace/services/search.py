@@ -347,7 +347,8 @@ class SearchIndex:
                                    ranked_scores[start : start + result.per_page].tolist(),
                                    strict=True))
             for entry in result.items:
-                result.matched[entry.id] = _highlight_terms(side.lexical.matched_terms(alternatives, entry.id))
+                found = side.lexical.matched_terms(alternatives, entry.id)
+                result.matched[entry.id] = _highlight_terms(found)
                 result.scores[entry.id] = page_scores[entry.id]
         return result
 

@@ -17,6 +17,7 @@ from sqlalchemy import select
 
 from marketplace.extensions import db
 from marketplace.models import (
+    AuditEvent,
     Batch,
     EntryStatus,
     Opportunity,
@@ -286,6 +287,7 @@ def _load_responses(data: dict, by_name: dict[str, Organization], report: SeedRe
             continue
         url = notifications.path_for("responses.detail", id=response.id)
         name = f"{consortium.name}（牵头：{respondent.name}）" if consortium else respondent.name
+        history = [("response.submit", f"提交对「{opportunity.title}」的答题", submitted)]
         tell(opportunity.publisher_id, "response_new", f"新的答题：{name}",
              f"「{name}」答复了贵单位发布的需求「{opportunity.title}」。", url, submitted)
         if status in (ResponseStatus.SHORTLISTED, ResponseStatus.SELECTED, ResponseStatus.REJECTED):
@@ -297,6 +299,14 @@ def _load_responses(data: dict, by_name: dict[str, Organization], report: SeedRe
             for org_id in sorted(owners):
                 tell(org_id, "response_status", f"答题{response.status_label}：{opportunity.title}",
                      body, url, reviewed)
+            comment = f"：{response.review_comment[:200]}" if response.review_comment else ""
+            step = {"shortlisted": "shortlist", "selected": "select", "rejected": "reject"}[status.value]
+            history.append((f"response.{step}", f"{response.status_label}{comment}", reviewed))
+        elif status == ResponseStatus.WITHDRAWN:
+            history.append(("response.withdraw", "撤回答题", min(submitted + timedelta(days=3), now)))
+        for action, summary, when in history:
+            db.session.add(AuditEvent(action=action, object_type="response", object_id=response.id,
+                                      summary=summary, created_at=when))
 
 
 def _timestamps(entry, status: str, published_on: date | None, i: int) -> None:

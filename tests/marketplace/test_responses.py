@@ -635,3 +635,28 @@ def test_missing_file_bytes_give_404(world, client, auth, db):
     assert client.get(f"/responses/{response.id}/attachment").status_code == 404
     with pytest.raises(NotFound):
         uploads.open_file(response.attachment)
+
+
+@pytest.mark.parametrize("field", ["summary", "delivery_plan", "contact_name", "contact_phone", "quote"])
+def test_nul_bytes_and_junk_get_form_errors_not_500(world, client, auth, db, field):
+    auth.login(world.firm_user)
+    data = form_data([world.product.id], submit_response="提交答题")
+    data[field] = data[field] + "\x00" if data[field] else "\x00"
+    reply = auth.post(f"/responses/opportunities/{world.need.id}/new", data)
+    assert reply.status_code == 200
+    assert db.session.scalar(select(func.count()).select_from(Response)) == 0
+
+
+@pytest.mark.parametrize("product_ids", [["abc"], ["99999999999999999999"], ["-1"]])
+def test_malformed_product_ids_are_form_errors(world, client, auth, db, product_ids):
+    auth.login(world.firm_user)
+    reply = auth.post(f"/responses/opportunities/{world.need.id}/new", form_data(product_ids))
+    assert reply.status_code == 200
+    assert db.session.scalar(select(func.count()).select_from(Response)) == 0
+
+
+def test_huge_ids_are_404(world, client, auth):
+    auth.login(world.firm_user)
+    for url in ("/responses/99999999999", "/responses/opportunities/99999999999/new",
+                "/responses/consortia/99999999999", "/responses/2147483647/attachment"):
+        assert client.get(url).status_code == 404, url

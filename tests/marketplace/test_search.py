@@ -323,3 +323,8 @@ def test_snippet_centres_on_the_first_match():
     text = "甲" * 200 + "停车" + "乙" * 200
     piece = snippet(text, ["停车"], width=60)
     assert "停车" in piece and piece.startswith("…") and piece.endswith("…")
+
+
+def test_a_compound_found_whole_does_not_highlight_its_parts(published):
+    entry = published("养老服务中心", "提供养老服务和其他服务。")
+    assert search("opportunity", "养老服务").matched[entry.id] == ["养老服务"]

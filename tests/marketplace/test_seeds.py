@@ -73,3 +73,35 @@ def test_seeded_demo_accounts_can_log_in(app, db, auth):
     email, password, _ = report.demo_accounts[0]
     response = auth.login(email, password)
     assert response.status_code == 302
+
+
+def test_seeded_responses_follow_the_rules(app, db):
+    from marketplace.models import Consortium, Notification, Response
+    from marketplace.models.enums import PRODUCT_OWNER_KINDS
+
+    load_seeds(app.config["SEEDS_DIR"])
+    responses = db.session.scalars(select(Response)).all()
+    assert len({r.opportunity_id for r in responses}) >= 20
+    assert set(Counter(r.status for r in responses)) == {
+        "draft", "submitted", "shortlisted", "selected", "rejected", "withdrawn"
+    }
+    for r in responses:
+        assert r.opportunity.status == EntryStatus.PUBLISHED
+        assert r.organization.kind in PRODUCT_OWNER_KINDS and r.organization.verified
+        owners = {r.organization_id} | set(r.consortium.accepted_organization_ids if r.consortium else ())
+        assert r.product_rows and all(p.owner_id in owners and p.status == "published" for p in r.products)
+        if r.status == "draft":
+            assert r.opportunity.is_open and r.submitted_at is None
+        else:
+            assert r.submitted_at is not None
+    live = Counter((r.opportunity_id, r.organization_id) for r in responses if r.status != "withdrawn")
+    assert max(live.values()) == 1
+    consortia = db.session.scalars(select(Consortium)).all()
+    assert len(consortia) >= 3 and any(c.pending for c in consortia)
+    firm = db.session.scalar(select(User).where(User.email == "firm@demo.jxcj.cn"))
+    gov = db.session.scalar(select(User).where(User.email == "gov@demo.jxcj.cn"))
+    for user in (firm, gov):
+        assert db.session.scalar(select(func.count()).select_from(Notification).where(Notification.user_id == user.id))
+    assert {r.status for r in responses if r.organization_id == firm.organization_id} == {
+        "draft", "submitted", "shortlisted", "selected", "rejected", "withdrawn"
+    }
