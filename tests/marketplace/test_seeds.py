@@ -101,7 +101,8 @@ def test_seeded_responses_follow_the_rules(app, db):
     firm = db.session.scalar(select(User).where(User.email == "firm@demo.jxcj.cn"))
     gov = db.session.scalar(select(User).where(User.email == "gov@demo.jxcj.cn"))
     for user in (firm, gov):
-        assert db.session.scalar(select(func.count()).select_from(Notification).where(Notification.user_id == user.id))
+        count = select(func.count()).select_from(Notification).where(Notification.user_id == user.id)
+        assert db.session.scalar(count)
     assert {r.status for r in responses if r.organization_id == firm.organization_id} == {
         "draft", "submitted", "shortlisted", "selected", "rejected", "withdrawn"
     }
