@@ -61,6 +61,7 @@ def create_app(config: dict[str, Any] | None = None) -> Flask:
     from marketplace.admin import bp as admin_bp
     from marketplace.api import bp as api_bp
     from marketplace.auth import bp as auth_bp
+    from marketplace.events import bp as events_bp
     from marketplace.matching_views import bp as matching_bp
     from marketplace.notifications import bp as notifications_bp
     from marketplace.portal import bp as portal_bp
@@ -75,6 +76,7 @@ def create_app(config: dict[str, Any] | None = None) -> Flask:
     app.register_blueprint(notifications_bp, url_prefix="/notifications")
     app.register_blueprint(api_bp, url_prefix="/api/v1")
     app.register_blueprint(responses_bp, url_prefix="/responses")
+    app.register_blueprint(events_bp, url_prefix="/events")
     errors.register(app)
     filters.register(app)
 

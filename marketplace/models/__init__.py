@@ -21,6 +21,26 @@ from marketplace.models.enums import (
     Role,
     Tier,
 )
+from marketplace.models.events import (
+    DecisionAction,
+    DeclineReason,
+    Event,
+    EventInvitationStatus,
+    EventKind,
+    EventOpportunity,
+    EventStatus,
+    Meeting,
+    MeetingPlan,
+    MeetingSource,
+    MeetingStatus,
+    Registration,
+    RegistrationProduct,
+    RegistrationStatus,
+    Shortlist,
+    ShortlistDecision,
+    ShortlistEntry,
+    ShortlistSource,
+)
 from marketplace.models.matching import EmbeddingCache, IndexState
 from marketplace.models.notifications import (
     EmailOutbox,
@@ -42,6 +62,24 @@ from marketplace.models.responses import (
 from marketplace.models.uploads import StoredFile
 
 __all__ = [
+    "DecisionAction",
+    "DeclineReason",
+    "Event",
+    "EventInvitationStatus",
+    "EventKind",
+    "EventOpportunity",
+    "EventStatus",
+    "Meeting",
+    "MeetingPlan",
+    "MeetingSource",
+    "MeetingStatus",
+    "Registration",
+    "RegistrationProduct",
+    "RegistrationStatus",
+    "Shortlist",
+    "ShortlistDecision",
+    "ShortlistEntry",
+    "ShortlistSource",
     "AuditEvent",
     "Consortium",
     "ConsortiumMember",

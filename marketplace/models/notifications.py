@@ -32,6 +32,9 @@ class NotificationKind(LabelledEnum):
     ENTRY_PUBLISHED = "entry_published", "条目已发布"
     DEADLINE_SOON = "deadline_soon", "关注的需求即将截止"
     NEW_MATCH = "new_match", "新的匹配需求"
+    EVENT_INVITATION = "event_invitation", "活动对接邀请"
+    INVITATION_ANSWER = "invitation_answer", "对接邀请答复"
+    REGISTRATION_STATUS = "registration_status", "活动报名状态"
 
 
 class OutboxStatus(LabelledEnum):

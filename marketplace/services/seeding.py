@@ -161,6 +161,13 @@ def load_seeds(seeds_dir: str) -> SeedReport:
         db.session.flush()
         _load_responses(json.loads(responses_file.read_text(encoding="utf-8")), by_name, report)
 
+    events_file = root / "events.json"
+    if events_file.exists():
+        from marketplace.services.event_seeds import load_events
+
+        db.session.flush()
+        load_events(json.loads(events_file.read_text(encoding="utf-8")), by_name, report)
+
     if report.changed:
         index_sync.bump()
     db.session.commit()

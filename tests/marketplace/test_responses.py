@@ -151,7 +151,9 @@ def test_a_firm_saves_a_draft_then_submits(world, db):
     note = db.session.scalars(select(Notification)).one()
     assert note.user_id == world.publisher_user.id
     assert note.kind == "response_new" and world.firm.name in note.title
-    actions = db.session.scalars(select(AuditEvent.action).where(AuditEvent.object_type == "response")).all()
+    actions = db.session.scalars(
+        select(AuditEvent.action).where(AuditEvent.object_type == "response").order_by(AuditEvent.id)
+    ).all()
     assert actions == ["response.create", "response.submit"]
 
 
