@@ -46,9 +46,11 @@ case "${1:-}" in
     fi
     "$VENV/bin/flask" db upgrade
     "$VENV/bin/flask" seed
+    # Encodes every published entry here, in the CLI, so the demo starts with all vectors.
     "$VENV/bin/flask" matching rebuild
-    # The job consumer (email outbox, daily digests) runs beside the web server and stops with it:
-    # SIGINT lets it finish the job in hand.
+    # The job consumer (email outbox, daily digests, vectors of newly published entries: web
+    # requests never encode them) runs beside the web server and stops with it: SIGINT lets it
+    # finish the job in hand. In production: MATCHING_PRELOAD=1 gunicorn --preload (docs/matching.md).
     echo ">> starting the job consumer (flask jobs consume)"
     "$VENV/bin/flask" jobs consume &
     CONSUMER_PID=$!

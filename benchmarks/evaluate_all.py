@@ -138,7 +138,8 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
             notes.append(f"dev set 2: sub-folders without needs/products/qrels skipped: {incomplete}")
     except FileNotFoundError as exc:
         notes.append(f"dev set 2 not available: {exc}")
-    config = MatchConfig.from_mapping(json.loads(args.config)) if args.config else MatchConfig()
+    # None: each encoder's shipped defaults (MatchConfig.for_encoder).
+    config = MatchConfig.from_mapping(json.loads(args.config)) if args.config else None
     common = {"k": k, "seed": args.seed, "resamples": args.bootstrap, "config": config}
     out: dict[str, Any] = {
         "k": k,

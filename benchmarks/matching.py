@@ -13,6 +13,24 @@ threshold + BM25), then prints:
 * recall@20 of the HNSW index against exact inner-product search, for a few ``ef_search``;
 * BM25 rebuild time for 10,000 documents (the lazy-rebuild cost after an update).
 
+``--targets`` measures the run-time targets of the app instead (docs/benchmarks.md, "Run-time
+targets"), with e5-small when it is installed in ``instance/models/e5-small`` (else the
+offline encoder, and it says so)::
+
+    python benchmarks/matching.py --targets --e5-docs 600 --n 100000
+    python benchmarks/matching.py --gunicorn          # worker memory, gunicorn -w 2 --preload
+
+* background encoding rate: ``--e5-docs`` synthetic products encoded the way the encoding job
+  does (``marketplace.services.matching.cache.encode_and_store`` batches of 256);
+* free-text query latency incl. query encoding and the sentence evidence, over an engine
+  built from those real vectors (cold: every query new; warm: the same queries again);
+* products for a need at ``--n`` products: the engine holds random unit vectors of the
+  encoder's dimension (encoding 100,000 items with e5 would take an hour here), needs are
+  indexed, so no need is encoded; latency with and without the sentence evidence;
+* ``--gunicorn``: seeds a temporary SQLite database, runs ``flask matching rebuild``, starts
+  ``gunicorn -w 2 --preload`` with ``MATCHING_PRELOAD=1``, sends queries to both workers and
+  reads RSS/PSS/USS of the master and each worker from ``/proc/<pid>/smaps_rollup``.
+
 It is a measurement script, not a test.
 """
 
@@ -189,14 +207,201 @@ def percentile(values: list[float], q: float) -> float:
     return float(np.percentile(np.asarray(values), q))
 
 
+# ------------------------------------------------------------------------ run-time targets
+
+
+def _target_encoder():
+    """e5-small if installed, else the offline encoder (with the reason)."""
+    from matching.encoders import E5SmallEncoder, EncoderLoadError
+
+    try:
+        return E5SmallEncoder(), None
+    except EncoderLoadError as exc:
+        return None, str(exc)
+
+
+def _latency(fn, calls) -> dict[str, float]:
+    times = []
+    for call in calls:
+        t0 = time.perf_counter()
+        fn(call)
+        times.append((time.perf_counter() - t0) * 1000)
+    return {"p50": round(percentile(times, 50), 2), "p95": round(percentile(times, 95), 2),
+            "max": round(max(times), 2)}
+
+
+def targets(args: argparse.Namespace) -> dict[str, object]:
+    """Background encoding rate, free-text latency, products-for-a-need latency at ``--n``."""
+    from matching import MatchConfig
+    from matching.engine import Item as EngineItem
+
+    rng = random.Random(args.seed)
+    out: dict[str, object] = {}
+    t0 = time.perf_counter()
+    encoder, why_not = _target_encoder()
+    out["encoder"] = encoder.name if encoder is not None else f"offline (e5-small not installed: {why_not})"
+    out["load_encoder_s"] = round(time.perf_counter() - t0, 2)
+    out["rss_with_encoder_mb"] = round(rss_mb(), 1)
+    docs = [make_product(rng, i) for i in range(args.e5_docs)]
+    if encoder is None:
+        encoder = build_encoder("offline")
+        encoder.fit([document_text(i) for i in docs])
+
+    # Background encoding, as the job does it: batches of 256 (the model batches 32 inside).
+    texts = [document_text(i) for i in docs]
+    encoder.encode(texts[:8])  # warm-up
+    t0 = time.perf_counter()
+    chunks = [encoder.encode(texts[s : s + 256], kind="document") for s in range(0, len(texts), 256)]
+    seconds = time.perf_counter() - t0
+    vectors = np.concatenate(chunks)
+    out["background_encode"] = {
+        "docs": len(texts),
+        "avg_chars": round(sum(map(len, texts)) / len(texts), 1),
+        "seconds": round(seconds, 1),
+        "docs_per_s": round(len(texts) / seconds, 1),
+    }
+
+    # Free-text queries against an engine built from those real vectors.
+    engine = MatchEngine(encoder)
+    engine.build(docs, vectors={("product", it.id): vectors[n] for n, it in enumerate(docs)})
+    queries = [make_query(rng) for _ in range(args.queries)]
+    engine.search("停车诱导", "product", k=20)
+    out["free_text_ms_cold"] = _latency(lambda q, e=engine: e.search(q, "product", k=20), queries)
+    out["free_text_ms_warm"] = _latency(lambda q, e=engine: e.search(q, "product", k=20), queries)
+    bare = MatchEngine(encoder, config=MatchConfig(evidence_max_hits=0))
+    bare.build(docs, vectors={("product", it.id): vectors[n] for n, it in enumerate(docs)})
+    fresh = [make_query(rng) + "方案" for _ in range(args.queries)]
+    out["free_text_ms_no_evidence"] = _latency(lambda q, e=bare: e.search(q, "product", k=20), fresh)
+    out["query_encode_single_ms"] = _latency(lambda q: encoder.encode([q], kind="query"), fresh)
+    del engine, bare
+
+    # Products for a need at --n products: random unit vectors of the encoder's dimension.
+    items = [make_product(rng, i) for i in range(args.n)]
+    needs = [
+        EngineItem(id=i, side="opportunity", title=make_query(rng), text=make_query(rng) + "，需要解决方案。",
+                   categories=(rng.choice(CATEGORIES),), region_city=rng.choice(CITIES))
+        for i in range(200)
+    ]
+    vec_rng = np.random.default_rng(args.seed)
+    random_vecs = vec_rng.standard_normal((len(items) + len(needs), encoder.dim)).astype(np.float32)
+    random_vecs /= np.linalg.norm(random_vecs, axis=1, keepdims=True)
+    given = {("product", it.id): random_vecs[n] for n, it in enumerate(items)}
+    given.update({("opportunity", nd.id): random_vecs[len(items) + n] for n, nd in enumerate(needs)})
+    need_ids = [nd.id for nd in needs]
+    for name, config in (("with_evidence", MatchConfig()), ("no_evidence", MatchConfig(evidence_max_hits=0))):
+        t0 = time.perf_counter()
+        big = MatchEngine(encoder, config=config)
+        big.build([*items, *needs], vectors=given)
+        build_s = time.perf_counter() - t0
+        big.products_for(needs[0].id, k=20)
+        out[f"need_{args.n}_{name}"] = {
+            "index": big._side("product").vectors.kind,
+            "build_s": round(build_s, 1),
+            "products_for_ms": _latency(lambda nid, e=big: e.products_for(nid, k=20), need_ids),
+        }
+        del big
+    out["vectors_note"] = "100k part: random unit vectors of the encoder's dimension (see docstring)"
+    return out
+
+
+def _smaps(pid: int) -> dict[str, float]:
+    values = {}
+    for line in Path(f"/proc/{pid}/smaps_rollup").read_text().splitlines():
+        parts = line.split()
+        if len(parts) >= 3 and parts[0].rstrip(":") in {"Rss", "Pss", "Private_Clean", "Private_Dirty",
+                                                           "Shared_Clean", "Shared_Dirty"}:
+            values[parts[0].rstrip(":")] = int(parts[1]) / 1024
+    uss = values.get("Private_Clean", 0) + values.get("Private_Dirty", 0)
+    return {"rss_mb": round(values["Rss"], 1), "pss_mb": round(values["Pss"], 1), "uss_mb": round(uss, 1),
+            "shared_mb": round(values.get("Shared_Clean", 0) + values.get("Shared_Dirty", 0), 1)}
+
+
+def gunicorn_memory(args: argparse.Namespace) -> dict[str, object]:
+    """RSS/PSS/USS of ``gunicorn -w 2 --preload`` workers with ``MATCHING_PRELOAD=1``."""
+    import os
+    import signal
+    import subprocess
+    import tempfile
+    import urllib.parse
+    import urllib.request
+
+    root = Path(__file__).resolve().parents[1]
+    venv_bin = Path(sys.executable).parent
+    work = Path(tempfile.mkdtemp(prefix="bench-gunicorn-"))
+    env = {
+        **os.environ,
+        "FLASK_APP": "wsgi.py",
+        "SECRET_KEY": "bench",
+        "DATABASE_URL": f"sqlite:///{work / 'bench.db'}",
+        "MATCHING_INDEX_DIR": str(work / "index"),
+        "HUEY_SQLITE_PATH": str(work / "huey.db"),
+        "MATCHING_MODEL_DIR": str(root / "instance" / "models"),
+    }
+    env.pop("MATCHING_MODEL", None)
+    flask = str(venv_bin / "flask")
+    # create_all rather than `flask db upgrade`: the benchmark needs the current models' tables.
+    create = (
+        "from wsgi import app\nfrom marketplace.extensions import db\n"
+        "with app.app_context(): db.create_all()"
+    )
+    subprocess.run([sys.executable, "-c", create], cwd=root, env=env, check=True, capture_output=True)
+    for cmd in (["seed"], ["matching", "rebuild"]):
+        subprocess.run([flask, *cmd], cwd=root, env=env, check=True, capture_output=True)
+    out: dict[str, object] = {}
+    for preload in (True, False):
+        run_env = {**env, "MATCHING_PRELOAD": "1" if preload else "0"}
+        port = 5123 if preload else 5124
+        cmd = [str(venv_bin / "gunicorn"), "-w", "2", "-b", f"127.0.0.1:{port}", "wsgi:app"]
+        if preload:
+            cmd.insert(1, "--preload")
+        log = open(work / f"gunicorn-{port}.log", "w")
+        master = subprocess.Popen(cmd, cwd=root, env=run_env, stdout=log, stderr=subprocess.STDOUT)
+        try:
+            deadline = time.time() + 120
+            base = f"http://127.0.0.1:{port}"
+            while time.time() < deadline:
+                try:
+                    urllib.request.urlopen(base + "/api/v1/search?q=x", timeout=5)
+                    break
+                except Exception:  # noqa: BLE001 - not up yet
+                    time.sleep(0.5)
+            children = Path(f"/proc/{master.pid}/task/{master.pid}/children").read_text()
+            workers = [int(p) for p in children.split()]
+            latencies = []
+            for n in range(args.queries):
+                q = urllib.parse.quote(make_query(random.Random(n)))
+                t0 = time.perf_counter()
+                urllib.request.urlopen(f"{base}/api/v1/search?q={q}&side=products", timeout=60).read()
+                latencies.append((time.perf_counter() - t0) * 1000)
+            out["preload" if preload else "no_preload"] = {
+                "http_free_text_ms": {"p50": round(percentile(latencies, 50), 1),
+                                       "p95": round(percentile(latencies, 95), 1)},
+                "master": _smaps(master.pid),
+                "workers": [_smaps(pid) for pid in workers],
+            }
+        finally:
+            master.send_signal(signal.SIGTERM)
+            master.wait(timeout=60)
+            log.close()
+    out["corpus"] = "seeds (flask seed), vectors from flask matching rebuild"
+    return out
+
+
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--targets", action="store_true", help="measure the app's run-time targets")
+    parser.add_argument("--gunicorn", action="store_true", help="measure gunicorn worker memory")
+    parser.add_argument("--e5-docs", type=int, default=600, help="documents encoded for --targets")
     parser.add_argument("--n", type=int, default=100_000)
     parser.add_argument("--queries", type=int, default=300)
     parser.add_argument("--fit-sample", type=int, default=20_000)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--json", action="store_true", help="print one JSON object instead of text")
     args = parser.parse_args(argv)
+    if args.targets or args.gunicorn:
+        result = targets(args) if args.targets else gunicorn_memory(args)
+        print(json.dumps(result, ensure_ascii=False, indent=None if args.json else 2))
+        return
     rng = random.Random(args.seed)
     out: dict[str, object] = {"n": args.n, "queries": args.queries}
 

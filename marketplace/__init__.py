@@ -47,15 +47,13 @@ def create_app(config: dict[str, Any] | None = None) -> Flask:
     login_manager.init_app(app)
     bootstrap.init_app(app)
 
-    from marketplace import models  # noqa: F401  (register the tables)
-    from marketplace.models import User
+    from marketplace import models, security  # noqa: F401  (models: register the tables)
+    from marketplace.services import sessions
 
-    @login_manager.user_loader
-    def load_user(user_id: str) -> User | None:
-        if not user_id.isdigit():
-            return None
-        user = db.session.get(User, int(user_id))
-        return user if user is not None and user.active else None
+    # Sessions and remember-me cookies the server can end; security headers, control
+    # characters and rate limits (services/sessions.py, security.py).
+    login_manager.user_loader(sessions.load_user)
+    security.init_app(app)
 
     from marketplace import errors, filters
     from marketplace.admin import bp as admin_bp

@@ -6,6 +6,7 @@ import json
 import os
 import secrets
 import warnings
+from datetime import timedelta
 from pathlib import Path
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
@@ -50,6 +51,27 @@ def load_config(instance_path: str) -> dict:
         "SESSION_COOKIE_HTTPONLY": True,
         "SESSION_COOKIE_SAMESITE": "Lax",
         "SESSION_COOKIE_SECURE": os.environ.get("SESSION_COOKIE_SECURE", "0") == "1",
+        # Security (docs/deployment.md, "Security settings"). Every login is a server-side
+        # token (services/sessions.py); 「记住我」 lasts REMEMBER_DAYS (30 at most).
+        "REMEMBER_COOKIE_DURATION": timedelta(
+            days=min(30, max(1, int(os.environ.get("REMEMBER_DAYS") or 30)))
+        ),
+        "REMEMBER_COOKIE_HTTPONLY": True,
+        "REMEMBER_COOKIE_SAMESITE": "Lax",
+        "REMEMBER_COOKIE_SECURE": os.environ.get("SESSION_COOKIE_SECURE", "0") == "1",
+        "LOGIN_SESSION_HOURS": float(os.environ.get("LOGIN_SESSION_HOURS") or 12),
+        # Rate limits (Flask-Limiter): memory per process by default, Redis when REDIS_URL is set.
+        "RATE_LIMITS_ENABLED": os.environ.get("RATE_LIMITS", "1") != "0",
+        "RATELIMIT_STORAGE_URI": os.environ.get("REDIS_URL") or "memory://",
+        "RATELIMIT_HEADERS_ENABLED": True,
+        "RATELIMIT_LOGIN": os.environ.get("RATELIMIT_LOGIN") or "10 per minute;100 per hour",
+        "RATELIMIT_LOGIN_ACCOUNT": os.environ.get("RATELIMIT_LOGIN_ACCOUNT") or "20 per hour",
+        "RATELIMIT_REGISTER": os.environ.get("RATELIMIT_REGISTER") or "10 per hour",
+        "RATELIMIT_API": os.environ.get("RATELIMIT_API") or "120 per minute",
+        # HTTP security headers (marketplace/security.py); HSTS only on HTTPS requests.
+        "HSTS_SECONDS": int(os.environ.get("HSTS_SECONDS") or 31536000),
+        # Number of reverse proxies in front of the app whose X-Forwarded-For/-Proto to trust.
+        "PROXY_FIX": int(os.environ.get("PROXY_FIX") or 0),
         "UPLOAD_DIR": os.environ.get("UPLOAD_DIR") or str(Path(instance_path) / "uploads"),
         "MAX_UPLOAD_MB": float(os.environ.get("MAX_UPLOAD_MB", "10")),
         "DISPLAY_TIMEZONE": os.environ.get("DISPLAY_TIMEZONE") or "Asia/Shanghai",

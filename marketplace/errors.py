@@ -7,15 +7,18 @@ from flask_wtf.csrf import CSRFError
 from werkzeug.exceptions import HTTPException
 
 from marketplace.extensions import db
+from marketplace.security import ControlCharactersRejected
 from marketplace.services.errors import DomainError
 
 MESSAGES = {
     400: "请求无效",
+    401: "请先登录",
     403: "没有权限访问该页面",
     404: "页面不存在",
     405: "请求方法不被允许",
     409: "当前状态不允许该操作",
     413: "提交的内容过大",
+    429: "操作过于频繁，请稍后再试",
     500: "服务器内部错误",
 }
 
@@ -35,6 +38,15 @@ def register(app: Flask) -> None:
     @app.errorhandler(CSRFError)
     def csrf_error(exc: CSRFError):
         return _render(400, "页面已过期或缺少安全令牌（CSRF），请刷新页面后重试")
+
+    @app.errorhandler(ControlCharactersRejected)
+    def control_characters(exc: ControlCharactersRejected):
+        return _render(400, exc.message)
+
+    @app.errorhandler(429)
+    def too_many_requests(exc: HTTPException):
+        # Flask-Limiter adds Retry-After and the X-RateLimit-* headers to this response.
+        return _render(429, "操作过于频繁，请稍后再试。为保护账号安全，请等待片刻后再提交。")
 
     @app.errorhandler(DomainError)
     def domain_error(exc: DomainError):

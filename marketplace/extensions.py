@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 from flask_bootstrap import Bootstrap5
+from flask_limiter import Limiter
+from flask_limiter.util import get_remote_address
 from flask_login import LoginManager
 from flask_migrate import Migrate
 from flask_sqlalchemy import SQLAlchemy
@@ -29,6 +31,9 @@ migrate = Migrate()
 csrf = CSRFProtect()
 login_manager = LoginManager()
 bootstrap = Bootstrap5()
+#: Rate limits (login, registration, the API); storage from ``RATELIMIT_STORAGE_URI``.
+#: Behind a reverse proxy the client address comes from ProxyFix (``PROXY_FIX_X_FOR``).
+limiter = Limiter(key_func=get_remote_address)
 
 login_manager.login_view = "auth.login"
 login_manager.login_message = "请先登录后再访问该页面。"

@@ -1,4 +1,8 @@
-"""``flask matching ...``: install the model, rebuild and refit the index, query it, evaluate."""
+"""``flask matching ...``: install the model, rebuild and refit the index, encode, query, evaluate.
+
+These commands run outside any web request, so they may encode corpus entries in this process
+(``rebuild`` and ``encode``); web workers only read the vectors they store.
+"""
 
 from __future__ import annotations
 
@@ -93,6 +97,32 @@ def rebuild_command(refit: bool) -> None:
 def refit_command() -> None:
     """Refit the offline encoder on the current corpus and re-encode what changed."""
     _rebuild(True)
+
+
+@matching_cli.command("encode")
+@click.option(
+    "--queue", "queue", is_flag=True, help="Queue the background job instead of encoding in this process."
+)
+def encode_command(queue: bool) -> None:
+    """Encode the published entries that have no cached vector (what the background job does)."""
+    if queue:
+        matching.encoding.queue_now()
+        click.echo(f"queued {matching.ENCODE_JOB}")
+        return
+    service = matching.get_service()
+    if not service.enabled:
+        raise click.ClickException("matching is disabled (MATCHING_ENABLED=0)")
+    progress = _Progress("encoding")
+    try:
+        report = matching.encode_missing(service, progress=progress)
+    finally:
+        progress.close()
+    click.echo(f"encoder:     {report.encoder_name}")
+    click.echo(f"published:   {report.published} entries, {report.missing} without a vector")
+    click.echo(
+        f"encoded:     {report.encoded} in {report.seconds:.2f}s ({report.rate:.1f} entries/s)"
+        + (" (full rebuild: the offline encoder was fitted)" if report.rebuilt else "")
+    )
 
 
 @matching_cli.command("install-model")

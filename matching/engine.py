@@ -186,6 +186,24 @@ class Filters:
         )
 
 
+#: Shipped defaults per encoder family (the name's prefix). The fusion weights were chosen by
+#: 5-fold cross-validation over the needs of both dev sets (seeds/eval + seeds/eval2; every fold
+#: chose 0.85–0.90 / 0.10–0.15 / 0–0.05 for e5-small; see docs/benchmarks.md). The two cosine
+#: thresholds are calibrated on e5-small's score distribution, not on relevance labels: a
+#: near-duplicate needs a cosine above what the best ordinary candidate reaches (about 0.93), and
+#: 「语义相似度高」 is said only above the typical top-10 cosine (about 0.90).
+ENCODER_DEFAULTS: dict[str, dict[str, float]] = {
+    "e5-small": {
+        "w_dense": 0.90,
+        "w_lexical": 0.10,
+        "w_structured": 0.0,
+        "synonym_weight": 0.5,
+        "duplicate_threshold": 0.95,
+        "semantic_reason_threshold": 0.90,
+    },
+}
+
+
 @dataclass(frozen=True)
 class MatchConfig:
     """Fusion weights and knobs (see the module docstring for the formula)."""
@@ -230,6 +248,21 @@ class MatchConfig:
             raise ValueError("synonym_weight must be at most 1 (an expansion never outweighs the word)")
         if self.duplicate_threshold > 1 or self.semantic_reason_threshold > 1:
             raise ValueError("thresholds are cosines and must be at most 1")
+
+    @classmethod
+    def for_encoder(cls, encoder_name: str | None, overrides: Mapping[str, Any] | None = None) -> MatchConfig:
+        """The shipped defaults for an encoder family (:data:`ENCODER_DEFAULTS`), then ``overrides``.
+
+        Fusion weights only mean something for the encoder they were chosen with: e5-small's
+        cosines are compressed (the top candidate averages 0.93, the 50th 0.88), the offline
+        encoder's spread from 0.75 to 0.05. An encoder without an entry keeps the class defaults.
+        """
+        base: dict[str, Any] = {}
+        for prefix, values in ENCODER_DEFAULTS.items():
+            if encoder_name and encoder_name.startswith(prefix):
+                base = dict(values)
+                break
+        return cls.from_mapping({**base, **dict(overrides or {})})
 
     @classmethod
     def from_mapping(cls, mapping: Mapping[str, Any] | None) -> MatchConfig:
@@ -427,7 +460,7 @@ class MatchEngine:
         hnsw_threshold: int = 20_000,
     ) -> None:
         self.encoder = encoder
-        self.config = config or MatchConfig()
+        self.config = config or MatchConfig.for_encoder(encoder.name)
         self.hnsw_threshold = int(hnsw_threshold)
         self._lock = threading.RLock()
         self._sides: dict[str, _Side] = {}

@@ -3,8 +3,8 @@
 Usage::
 
     python -m matching.evaluate --needs needs.jsonl --products products.jsonl \\
-        --qrels qrels.tsv [--model SPEC] [--k 10] [--cv 5] [--config weights.json]
-    python -m matching.evaluate --set seeds/eval [--set seeds/eval2] [--model e5-small]
+        --qrels qrels.tsv [--model SPEC] [--k 10] [--cv 0|5] [--config weights.json]
+    python -m matching.evaluate --set seeds/eval [--set seeds/eval2] [--model e5-small] --cv 5
     python -m matching.evaluate --set private/ --cv 0 --config '{"w_dense": 0.35, ...}'
 
 prints one JSON object::
@@ -15,12 +15,13 @@ prints one JSON object::
      "ci95": {"bm25": {"ndcg@10": [lo, hi], ...}, ..., "hybrid_minus_bm25": {...}},
      "cv": {"folds": 5, "seed": 0, "chosen": [...per fold...], "recommended": {...}}}
 
-**Modes.** ``--cv K`` (default 5) is the honest mode for a dev set: the fusion weights that
-rank a need are chosen by grid search (:mod:`matching.tuning`) on the *other* folds only, and
-only these held-out numbers are reported. ``--cv 0`` ranks every need with fixed weights
-(``--config``, else the MatchConfig defaults): use it on a benchmark the weights were not
-chosen on (a private benchmark, the other dev set). BM25 alone and dense alone have no
-weights, so they are the same in both modes.
+**Modes.** By default (``--cv 0``) every need is ranked with the engine as shipped: the
+encoder's default weights (``MatchConfig.for_encoder``), or ``--config``. That is what a
+benchmark the weights were not chosen on should measure (a private benchmark, a new set).
+``--cv K`` is the honest mode for *our* dev sets, on which the defaults were chosen: the fusion
+weights that rank a need are chosen by grid search (:mod:`matching.tuning`) on the *other*
+folds only, and only these held-out numbers are reported (``benchmarks/evaluate_all.py`` uses
+``--cv 5``). BM25 alone and dense alone have no weights, so they are the same in both modes.
 
 **Confidence intervals.** ``ci95`` holds percentile-bootstrap intervals over needs
 (``--bootstrap`` resamples, default 2,000, ``--seed``), and paired intervals of the
@@ -103,7 +104,7 @@ __all__ = [
 
 #: Held-out (cross-validated) evaluation is the default: fixed weights on the set they were
 #: chosen on flatter the engine.
-DEFAULT_CV = 5
+DEFAULT_CV = 0
 #: Rankings are cut at this depth (Recall@50 needs 50).
 DEFAULT_DEPTH = 50
 RANKINGS = ("bm25", "dense", "hybrid")
@@ -338,7 +339,7 @@ class PreparedSet:
         vector_cache: MutableMapping[str, np.ndarray] | None = None,
     ) -> None:
         self.evalset = evalset
-        self.config = _ranking_only(config or MatchConfig())
+        self.config = _ranking_only(config or MatchConfig.for_encoder(encoder.name))
         self.depth = int(depth)
         need_records, product_records = evalset.needs, evalset.products
         self.need_items = [_need_item(r, i) for i, r in enumerate(need_records)]
@@ -575,10 +576,13 @@ def evaluate_sets(
     vector_cache: MutableMapping[str, np.ndarray] | None = None,
     per_need: bool = False,
 ) -> dict[str, Any]:
-    """Evaluate one or more sets (each its own corpus) with one encoder spec."""
-    if not isinstance(config, MatchConfig):
-        config = MatchConfig.from_mapping(config)
+    """Evaluate one or more sets (each its own corpus) with one encoder spec.
+
+    Without ``config`` the encoder's shipped defaults are used (:meth:`MatchConfig.for_encoder`).
+    """
     encoders = make_encoders(encoder_spec, len(sets), encoder)
+    if not isinstance(config, MatchConfig):
+        config = MatchConfig.for_encoder(encoders[0].name if encoders else None, config)
     depth = max(k, DEFAULT_DEPTH)
     prepared = [
         PreparedSet(s, enc, config=config, depth=depth, vector_cache=vector_cache)
@@ -669,7 +673,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         "--cv",
         type=int,
         default=DEFAULT_CV,
-        help="folds for held-out weights (default %(default)s); 0 = fixed weights from --config/defaults",
+        help="folds for held-out weights on a dev set; 0 (default) = the shipped weights of the "
+        "encoder, or --config",
     )
     parser.add_argument("--seed", type=int, default=DEFAULT_SEED, help="fold and bootstrap seed")
     parser.add_argument(

@@ -41,6 +41,7 @@ def app(database_url, tmp_path_factory):
             "UPLOAD_DIR": str(tmp_path_factory.mktemp("uploads")),
             "MATCHING_MODEL": "offline",  # never the installed e5-small (slow tests load it themselves)
             "HUEY_IMMEDIATE": True,  # jobs run in the caller; test_jobs.py also runs a real consumer
+            "RATE_LIMITS_ENABLED": False,  # on only in test_security.py's rate-limit tests
         }
     )
     with app.app_context():

@@ -62,6 +62,19 @@ class CommentForm(FlaskForm):
     )
 
 
+class IdentityReturnForm(FlaskForm):
+    """Returning a pending change of name / credit code, with the reason the organization reads."""
+
+    comment = TextAreaField(
+        "退回原因",
+        validators=[
+            DataRequired(message="请填写退回原因"),
+            Length(max=400, message="原因不能超过400字"),
+        ],
+        render_kw={"rows": 2},
+    )
+
+
 class RevokeForm(FlaskForm):
     """Revoking an organization's verification needs a reason for the audit log."""
 

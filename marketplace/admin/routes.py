@@ -29,6 +29,7 @@ from marketplace.admin.forms import (
     AuditFilterForm,
     BatchForm,
     CommentForm,
+    IdentityReturnForm,
     OrganizationFilterForm,
     RevokeForm,
     UserFilterForm,
@@ -51,6 +52,7 @@ from marketplace.models import (
     Tier,
     User,
 )
+from marketplace.paging import page_arg
 from marketplace.services import accounts, audit, batches, entries
 from marketplace.services.errors import DomainError, ValidationFailed
 
@@ -76,6 +78,8 @@ ACTION_LABELS: dict[str, str] = {
     "org.update": "修改单位信息",
     "org.verify": "认证单位",
     "org.unverify": "取消认证",
+    "org.identity_approve": "名称/信用代码变更通过",
+    "org.identity_return": "名称/信用代码变更退回",
     "user.create": "创建账号",
     "user.activate": "启用账号",
     "user.deactivate": "停用账号",
@@ -130,10 +134,6 @@ def attach_errors(form: Form, exc: ValidationFailed) -> None:
             flash(message, "danger")
         else:
             field.errors = [*field.errors, message]
-
-
-def _page() -> int:
-    return request.args.get("page", 1, type=int)
 
 
 def _list_options(model: type[Opportunity] | type[Product]) -> list:
@@ -419,7 +419,7 @@ def batch_list():
         stmt = stmt.where(Batch.kind == kind)
     else:
         kind = ""
-    page = db.paginate(stmt, page=_page(), per_page=PER_PAGE, error_out=False)
+    page = db.paginate(stmt, page=page_arg(), per_page=PER_PAGE, error_out=False)
     # entry_counts is one grouped query per batch, bounded by the page size.
     counts = {batch.id: batches.entry_counts(batch) for batch in page.items}
     return render_template("admin/batches.html", page=page, counts=counts, kind=kind)
@@ -482,7 +482,8 @@ def organization_list():
     form = OrganizationFilterForm(formdata=request.args)
     form.validate()
     stmt = select(Organization).options(selectinload(Organization.users)).order_by(
-        Organization.verified, Organization.created_at, Organization.id
+        Organization.verified, Organization.pending_since.is_(None), Organization.created_at,
+        Organization.id,
     )
     if form.verified.data in ("0", "1") and not form.verified.errors:
         stmt = stmt.where(Organization.verified.is_(form.verified.data == "1"))
@@ -496,11 +497,15 @@ def organization_list():
                 Organization.credit_code.contains(q.upper(), autoescape=True),
             )
         )
-    page = db.paginate(stmt, page=_page(), per_page=PER_PAGE, error_out=False)
+    page = db.paginate(stmt, page=page_arg(), per_page=PER_PAGE, error_out=False)
     return render_template("admin/organizations.html", form=form, page=page)
 
 
-def _render_organization(organization: Organization, revoke_form: RevokeForm | None = None):
+def _render_organization(
+    organization: Organization,
+    revoke_form: RevokeForm | None = None,
+    identity_form: IdentityReturnForm | None = None,
+):
     opportunities = db.session.scalars(
         select(Opportunity)
         .where(Opportunity.publisher_id == organization.id)
@@ -516,6 +521,7 @@ def _render_organization(organization: Organization, revoke_form: RevokeForm | N
         opportunities=opportunities,
         products=products,
         revoke_form=revoke_form or RevokeForm(formdata=None),
+        identity_form=identity_form or IdentityReturnForm(formdata=None),
         history=_history("organization", organization.id),
     )
 
@@ -535,6 +541,36 @@ def verify_organization(id: int):
     else:
         flash(f"已认证「{organization.name}」，该单位现在可以提交清单", "success")
     return redirect(url_for(".organization", id=id))
+
+
+@bp.post("/organizations/<int:id>/identity/approve")
+def approve_identity(id: int):
+    organization = accounts.get_organization(id)
+    try:
+        accounts.approve_identity_change(_actor(), organization)
+    except DomainError as exc:
+        flash(exc.message, "danger")
+    else:
+        flash(f"变更已通过，公开页面现在显示「{organization.name}」", "success")
+    return redirect(url_for(".organization", id=id))
+
+
+@bp.post("/organizations/<int:id>/identity/return")
+def return_identity(id: int):
+    organization = accounts.get_organization(id)
+    form = IdentityReturnForm()
+    if form.validate_on_submit():
+        try:
+            accounts.return_identity_change(_actor(), organization, form.comment.data)
+        except ValidationFailed as exc:
+            attach_errors(form, exc)
+        except DomainError as exc:
+            flash(exc.message, "danger")
+            return redirect(url_for(".organization", id=id))
+        else:
+            flash(f"已退回变更申请，公开页面继续显示「{organization.name}」", "success")
+            return redirect(url_for(".organization", id=id))
+    return _render_organization(organization, identity_form=form)
 
 
 @bp.post("/organizations/<int:id>/revoke")
@@ -589,7 +625,7 @@ def audit_log():
     page = None
     if not unknown_actor:
         stmt = audit.audit_query(**filters).options(selectinload(AuditEvent.actor))
-        page = db.paginate(stmt, page=_page(), per_page=AUDIT_PER_PAGE, error_out=False)
+        page = db.paginate(stmt, page=page_arg(), per_page=AUDIT_PER_PAGE, error_out=False)
     staff_emails = db.session.scalars(
         select(User.email).where(User.role.in_([Role.ORGANIZER, Role.ADMIN])).order_by(User.email)
     ).all()
@@ -612,7 +648,7 @@ def user_list():
         stmt = stmt.where(
             or_(User.name.contains(q, autoescape=True), User.email.contains(q.lower(), autoescape=True))
         )
-    page = db.paginate(stmt, page=_page(), per_page=PER_PAGE, error_out=False)
+    page = db.paginate(stmt, page=page_arg(), per_page=PER_PAGE, error_out=False)
     return render_template("admin/users.html", form=form, page=page)
 
 

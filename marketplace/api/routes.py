@@ -8,9 +8,12 @@
 Opportunities carry ``deadline`` (a Beijing date) and ``open`` (征集中); rankings of needs
 leave out closed needs unless ``include_closed=1``.
 
-Results are published entries only. The entry queried by id must be published, unless the
-caller is logged in as a member of its organization or as an organizer (then a draft works).
-Invalid parameters give 400, unknown or hidden ids 404.
+Results are published entries only. The two rankings follow the matching pages' rule
+(``services.matching.require_match_access``): they are for members of the entry's own
+organization and for organizers (a draft works for them too). Anonymous callers get 401,
+other users 403 for a published entry and 404 for a hidden one. Free-text search stays public.
+Invalid parameters give 400, unknown ids 404. The whole API shares one rate limit per client
+address (``RATELIMIT_API``); over it, 429 JSON. Authentication is the site's session cookie.
 """
 
 from __future__ import annotations
@@ -18,13 +21,17 @@ from __future__ import annotations
 import re
 from typing import Any
 
-from flask import jsonify, request, url_for
+from flask import abort, jsonify, request, url_for
 from flask_login import current_user
 
+from marketplace import security
 from marketplace.api import bp
+from marketplace.extensions import limiter
 from marketplace.models import EntryKind
 from marketplace.services import matching
 from marketplace.services.errors import ValidationFailed
+
+limiter.shared_limit(security.api_limit, scope="api")(bp)
 
 DEFAULT_K = 20
 SIDES = {"products": EntryKind.PRODUCT.value, "opportunities": EntryKind.OPPORTUNITY.value}
@@ -100,8 +107,15 @@ def _response(query: dict[str, Any], results: list[matching.MatchResult]):
     )
 
 
+def _require_login() -> None:
+    """Rankings are not public: anonymous callers get 401 before anything is looked up."""
+    if not current_user.is_authenticated:
+        abort(401)
+
+
 @bp.get("/opportunities/<int:id>/products")
 def opportunity_products(id: int):
+    _require_login()
     k, filters = _k(), _args("region", "maturity", "tag")
     entry, results = matching.products_for_opportunity_id(current_user, id, k, **filters)
     query = {
@@ -118,6 +132,7 @@ def opportunity_products(id: int):
 
 @bp.get("/products/<int:id>/opportunities")
 def product_opportunities(id: int):
+    _require_login()
     k, filters, include_closed = _k(), _args("region", "category"), _include_closed()
     entry, results = matching.opportunities_for_product_id(
         current_user, id, k, include_closed=include_closed, **filters

@@ -33,8 +33,10 @@ from wtforms.validators import (
 
 from marketplace import credit_code
 from marketplace.models import OrgKind
+from marketplace.passwords import MAX_LENGTH as MAX_PASSWORD_LENGTH
+from marketplace.passwords import RULE_HINT, password_problem
 from marketplace.reference import reference
-from marketplace.services.accounts import MIN_PASSWORD_LENGTH, OrganizationData, UserData
+from marketplace.services.accounts import OrganizationData, UserData
 
 PHONE = Regexp(r"^[0-9+\-()（） ]{5,30}$", message="请输入有效的电话号码")
 
@@ -75,7 +77,7 @@ def city_choices() -> list[SelectChoice]:
 
 
 def county_choices() -> list[SelectChoice]:
-    """Every county, grouped by city; ``data-city`` lets the inline script filter them."""
+    """Every county, grouped by city; ``data-city`` lets static/app.js filter them."""
     ref = reference()
     return [SelectChoice("", "全市（不限区县）")] + [
         SelectChoice(county, county, {"data-city": city}, optgroup=city)
@@ -201,18 +203,27 @@ class RegisterForm(OrganizationForm):
         "密码",
         validators=[
             DataRequired("请设置密码"),
-            Length(
-                min=MIN_PASSWORD_LENGTH,
-                max=128,
-                message=f"密码应为{MIN_PASSWORD_LENGTH}–128位",
-            ),
+            Length(max=MAX_PASSWORD_LENGTH, message=f"密码不能超过{MAX_PASSWORD_LENGTH}位"),
         ],
+        description=RULE_HINT,
     )
     confirm = PasswordField(
         "确认密码",
         validators=[DataRequired("请再次输入密码"), EqualTo("password", "两次输入的密码不一致")],
     )
     submit = SubmitField("提交注册")
+
+    def validate_password(self, field) -> None:
+        """The password rule (``marketplace.passwords``), with the reason beside the field."""
+        problem = password_problem(
+            field.data or "",
+            email=self.email.data or "",
+            name=self.user_name.data or "",
+            organization=self.name.data or "",
+            credit_code=self.credit_code.data or "",
+        )
+        if problem:
+            raise ValidationError(problem)
 
     def user_data(self) -> UserData:
         return UserData(

@@ -1,4 +1,10 @@
-"""Login, logout and organization registration."""
+"""Login, logout and organization registration.
+
+Login and registration are rate-limited (``RATELIMIT_LOGIN`` per address and
+``RATELIMIT_LOGIN_ACCOUNT`` per email tried; ``RATELIMIT_REGISTER``). Every login is a
+server-side token (``services/sessions.py``) that logging out revokes. Registration answers the
+same whether or not the email already has an account (``services.accounts.register_organization``).
+"""
 
 from __future__ import annotations
 
@@ -7,13 +13,19 @@ from urllib.parse import urlsplit
 from flask import flash, redirect, render_template, request, url_for
 from flask_login import current_user, login_user, logout_user
 
+from marketplace import security
 from marketplace.auth import bp
 from marketplace.auth.forms import LoginForm, RegisterForm
+from marketplace.extensions import limiter
 from marketplace.models import User
-from marketplace.services import accounts
+from marketplace.services import accounts, sessions
 from marketplace.services.errors import ValidationFailed
 
 LOGIN_FAILED = "邮箱或密码错误"
+REGISTERED = (
+    "注册申请已提交，请查收邮件。若该邮箱此前未注册，您现在即可用邮箱和所设密码登录；"
+    "单位认证通过前不能提交审核，但可以先新建和编辑草稿。"
+)
 
 
 def safe_next(target: str | None) -> str | None:
@@ -40,6 +52,8 @@ def home_for(user: User) -> str:
 
 
 @bp.route("/login", methods=["GET", "POST"])
+@limiter.limit(security.login_limit, methods=["POST"])
+@limiter.limit(security.login_account_limit, methods=["POST"], key_func=security.submitted_email)
 def login():
     if current_user.is_authenticated:
         return redirect(safe_next(request.args.get("next")) or home_for(current_user))
@@ -49,7 +63,9 @@ def login():
         if user is None:
             form.form_errors.append(LOGIN_FAILED)
         else:
-            login_user(user, remember=form.remember.data)
+            remember = bool(form.remember.data)
+            sessions.start_login(user, remember)
+            login_user(user, remember=remember)
             flash(f"欢迎回来，{user.name}。", "success")
             return redirect(safe_next(request.args.get("next")) or home_for(user))
     return render_template("auth/login.html", form=form)
@@ -59,27 +75,25 @@ def login():
 def logout():
     """POST only; the CSRF token is checked by CSRFProtect before the view runs."""
     if current_user.is_authenticated:
+        sessions.end_login(current_user._get_current_object())
         logout_user()
         flash("您已安全退出。", "info")
     return redirect(url_for("portal.index"))
 
 
 @bp.route("/register", methods=["GET", "POST"])
+@limiter.limit(security.register_limit, methods=["POST"])
 def register():
     if current_user.is_authenticated:
         return redirect(home_for(current_user))
     form = RegisterForm()
     if form.validate_on_submit():
         try:
-            user = accounts.register_organization(form.organization_data(), form.user_data())
+            accounts.register_organization(form.organization_data(), form.user_data())
         except ValidationFailed as exc:
             form.attach_errors(exc.errors)
         else:
-            login_user(user)
-            flash(
-                f"注册成功！「{user.organization.name}」正在等待组织方认证；"
-                "认证通过前不能提交审核，但可以先新建和编辑草稿。",
-                "info",
-            )
-            return redirect(url_for("workspace.index"))
+            # The same answer whether or not the email had an account (no account discovery).
+            flash(REGISTERED, "info")
+            return redirect(url_for("auth.login"))
     return render_template("auth/register.html", form=form)

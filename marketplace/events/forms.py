@@ -4,6 +4,9 @@ from __future__ import annotations
 
 from wtforms import (
     DateField,
+    FieldList,
+    Form,
+    FormField,
     IntegerField,
     SelectField,
     SelectMultipleField,
@@ -12,6 +15,7 @@ from wtforms import (
     TextAreaField,
     TimeField,
 )
+from wtforms.i18n import get_translations
 from wtforms.validators import DataRequired, InputRequired, Length, NumberRange, Optional, ValidationError
 
 from marketplace.auth.forms import BaseForm, choices_of
@@ -24,6 +28,14 @@ from marketplace.services.events import (
     MAX_TITLE,
     MAX_URL,
     MAX_VENUE,
+)
+from marketplace.services.meetings import (
+    MAX_BREAKS,
+    MAX_CAP,
+    MAX_SESSIONS,
+    MAX_SLOT_MINUTES,
+    MAX_TABLES,
+    MIN_SLOT_MINUTES,
 )
 from marketplace.services.shortlists import MAX_TARGET
 from marketplace.workspace.forms import MultiCheckboxField
@@ -159,3 +171,85 @@ class AnswerForm(BaseForm):
     def __init__(self, *args, **kwargs):
         super().__init__(*args, **kwargs)
         self.reason.choices = choices_of(DeclineReason.choices(), "请选择原因")
+
+
+# ---------------------------------------------------------------- 1:1 meetings
+
+
+class PeriodForm(Form):
+    """One session (场次) or break (茶歇) row of the plan, in Beijing time; a blank row is ignored."""
+
+    name = StringField("名称", validators=[Optional(), Length(max=20, message="名称不能超过20个字"), _no_nul])
+    day = DateField("日期", validators=[Optional()])
+    start = TimeField("开始", validators=[Optional()])
+    end = TimeField("结束", validators=[Optional()])
+
+    class Meta:
+        def get_translations(self, form):
+            return get_translations(["zh"])
+
+
+class MeetingPlanForm(BaseForm):
+    sessions = FieldList(FormField(PeriodForm), min_entries=MAX_SESSIONS, max_entries=MAX_SESSIONS)
+    breaks = FieldList(FormField(PeriodForm), min_entries=MAX_BREAKS, max_entries=MAX_BREAKS)
+    slot_minutes = IntegerField("每场洽谈时长（分钟）", validators=[
+        InputRequired("请填写每场洽谈时长"),
+        NumberRange(MIN_SLOT_MINUTES, MAX_SLOT_MINUTES,
+                    message=f"每场洽谈时长应为{MIN_SLOT_MINUTES}–{MAX_SLOT_MINUTES}分钟"),
+    ], render_kw={"min": MIN_SLOT_MINUTES, "max": MAX_SLOT_MINUTES})
+    tables = IntegerField("洽谈桌数", validators=[
+        InputRequired("请填写洽谈桌数"), NumberRange(1, MAX_TABLES, message=f"洽谈桌数应为1–{MAX_TABLES}"),
+    ], render_kw={"min": 1, "max": MAX_TABLES})
+    max_per_firm = IntegerField("每家企业最多洽谈（场）", validators=[
+        InputRequired("请填写每家企业的洽谈上限"), NumberRange(1, MAX_CAP, message=f"上限应为1–{MAX_CAP}"),
+    ], render_kw={"min": 1, "max": MAX_CAP})
+    max_per_need = IntegerField("每项需求最多洽谈（场）", validators=[
+        InputRequired("请填写每项需求的洽谈上限"), NumberRange(1, MAX_CAP, message=f"上限应为1–{MAX_CAP}"),
+    ], render_kw={"min": 1, "max": MAX_CAP})
+    submit = SubmitField("保存洽谈安排")
+
+    def plan_data(self) -> dict:
+        return {
+            "sessions": [row.data for row in self.sessions], "breaks": [row.data for row in self.breaks],
+            "slot_minutes": self.slot_minutes.data, "tables": self.tables.data,
+            "max_per_firm": self.max_per_firm.data, "max_per_need": self.max_per_need.data,
+        }
+
+    def attach_plan_errors(self, errors: dict[str, str]) -> None:
+        """Service keys such as ``sessions-0-end`` go beside that row's field."""
+        rest = {}
+        for key, message in errors.items():
+            parts = key.split("-")
+            if len(parts) == 3 and parts[0] in ("sessions", "breaks") and parts[1].isdigit():
+                rows = getattr(self, parts[0])
+                if int(parts[1]) < len(rows) and parts[2] in rows[int(parts[1])].form._fields:
+                    subfield = rows[int(parts[1])].form[parts[2]]
+                    subfield.errors = [*subfield.errors, message]
+                    continue
+            rest[key] = message
+        self.attach_errors({k: v for k, v in rest.items() if k not in ("sessions", "breaks")})
+        for key in ("sessions", "breaks"):
+            if key in rest:
+                self.form_errors.append(rest[key])
+
+
+class PlaceForm(BaseForm):
+    """A slot (its start, naive-UTC ISO) and a table; the scheduler checks both."""
+
+    slot = StringField("时段", validators=[DataRequired("请选择洽谈时段"), Length(max=40, message="时段无效"),
+                                         _no_nul])
+    table = IntegerField("洽谈桌", validators=[InputRequired("请选择洽谈桌"),
+                                            NumberRange(1, 10_000, message="洽谈桌无效")])
+
+
+class AddMeetingForm(PlaceForm):
+    entry_id = IntegerField("企业与需求", validators=[InputRequired("请选择企业与需求"),
+                                                  NumberRange(1, 2**31 - 1, message="请选择企业与需求")])
+    note = StringField("备注（选填）", validators=[
+        Optional(), Length(max=MAX_NOTE, message=f"备注不能超过{MAX_NOTE}个字"), _no_nul,
+    ])
+
+
+class SwapForm(BaseForm):
+    other = IntegerField("交换对象", validators=[InputRequired("请选择要交换的洽谈"),
+                                             NumberRange(1, 2**31 - 1, message="请选择要交换的洽谈")])

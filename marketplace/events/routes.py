@@ -6,13 +6,17 @@
 * Organizers: create and edit events, feature needs, confirm or decline registrations, open and
   curate shortlists (对接名单) and send invitations.
 * The need's publisher: its shortlists read-only, marking the firms it wants to meet.
+* 1:1 meetings (对接洽谈): organizers set the plan, run 自动排程, move / swap / remove / add
+  meetings on the grid and mark them held or no-show; every participant prints its own agenda
+  (organizers print all, and one per table).
+* Exports for organizers: the XLSX workbook, the registrations CSV and the printable 对接名单.
 
 Every decision is the domain's permission function (:func:`services.events.require`).
 """
 
 from __future__ import annotations
 
-from flask import abort, flash, redirect, render_template, request, url_for
+from flask import Response, abort, flash, redirect, render_template, request, url_for
 from flask_login import current_user
 
 from marketplace.auth.forms import EmptyForm
@@ -20,22 +24,30 @@ from marketplace.events import bp
 from marketplace.events.forms import (
     AddBatchForm,
     AddFirmForm,
+    AddMeetingForm,
     AddNeedForm,
     AddProductForm,
     AnswerForm,
     EntryNoteForm,
     EventForm,
     InviteForm,
+    MeetingPlanForm,
     MoveForm,
+    PlaceForm,
     ReasonForm,
     RegistrationForm,
     ShortlistSettingsForm,
+    SwapForm,
 )
 from marketplace.extensions import login_manager
 from marketplace.models import Event
+from marketplace.services import event_exports as exports
 from marketplace.services import events as service
+from marketplace.services import meetings as meeting_service
 from marketplace.services import shortlists
 from marketplace.services.errors import DomainError, ValidationFailed
+
+XLSX = "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet"
 
 
 @bp.app_context_processor
@@ -320,6 +332,7 @@ def mine():
             r.id: service.allowed_registration_actions(current_user, r) for r in registrations
         },
         publisher_shortlists=service.publisher_shortlists(current_user),
+        agendas=meeting_service.my_agendas(current_user),
     )
 
 
@@ -496,3 +509,214 @@ def entry_action(id: int, action: str):
         _flash_or_raise(exc)
     anchor = None if action == "remove" else f"entry-{entry.id}"
     return redirect(url_for("events.shortlist", id=shortlist.id, _anchor=anchor))
+
+
+# ---------------------------------------------------------------- 1:1 meetings (对接洽谈)
+
+
+def _schedule_url(event_id: int, **args) -> str:
+    return url_for("events.meetings", id=event_id, **args)
+
+
+@bp.route("/<int:id>/meetings/plan", methods=["GET", "POST"])
+def meeting_plan(id: int):
+    event = service.visible_event(current_user, id)
+    service.require(current_user, "schedule", event)
+    form = MeetingPlanForm(data=meeting_service.form_values(event)) if request.method == "GET" \
+        else MeetingPlanForm()
+    status = 200
+    if form.validate_on_submit():
+        try:
+            meeting_service.save_plan(current_user, event, form.plan_data())
+        except ValidationFailed as exc:
+            form.attach_plan_errors(exc.errors)
+            status = 400
+        else:
+            flash("洽谈安排已保存。", "success")
+            return redirect(_schedule_url(event.id))
+    elif request.method == "POST":
+        if "csrf_token" in form.errors:
+            abort(400)
+        status = 400
+    return render_template("events/meeting_plan.html", form=form, event=event), status
+
+
+def _render_meetings(event, status: int = 200, add_form: AddMeetingForm | None = None):
+    rows = meeting_service.meetings_of(event)
+    grid = meeting_service.grid(event, rows)
+    selected = None
+    raw = request.args.get("selected", "")
+    if raw.isdigit() and len(raw) < 10:
+        selected = next((m for m in rows if m.id == int(raw)), None)
+    if add_form is None:
+        add_form = AddMeetingForm(formdata=None, data={
+            "slot": request.args.get("slot", "")[:40], "table": request.args.get("table", type=int),
+        })
+    can_edit = service.can(current_user, "schedule", event)
+    return render_template(
+        "events/meetings.html",
+        event=event,
+        plan=meeting_service.plan_of(event),
+        grid=grid,
+        meetings=rows,
+        selected=selected,
+        needs=meeting_service.by_need(event, rows),
+        conflicts=meeting_service.conflicts(event, rows) if grid else [],
+        confirmed_count=len(meeting_service.confirmed(event)),
+        can_edit=can_edit,
+        can_edit_meeting={m.id: service.can(current_user, "edit", m) for m in rows},
+        mark_actions={m.id: service.allowed_meeting_actions(current_user, m) for m in rows},
+        addable=meeting_service.addable(event) if can_edit and grid else [],
+        add_form=add_form,
+        is_fixed=meeting_service.is_fixed,
+        slot_key=meeting_service.slot_key,
+    ), status
+
+
+@bp.get("/<int:id>/meetings")
+def meetings(id: int):
+    event = service.visible_event(current_user, id)
+    service.require(current_user, "view_schedule", event)
+    return _render_meetings(event)
+
+
+@bp.post("/<int:id>/meetings/auto")
+def meetings_auto(id: int):
+    event = service.visible_event(current_user, id)
+    service.require(current_user, "schedule", event)
+    _invalid_post(EmptyForm())
+    try:
+        result = meeting_service.auto_schedule(current_user, event)
+    except DomainError as exc:
+        _flash_or_raise(exc)
+    else:
+        flash(result.summary(), "success" if not result.unplaced else "warning")
+    return redirect(_schedule_url(event.id))
+
+
+@bp.post("/<int:id>/meetings/add")
+def meetings_add(id: int):
+    event = service.visible_event(current_user, id)
+    service.require(current_user, "schedule", event)
+    form = AddMeetingForm()
+    if form.validate_on_submit():
+        try:
+            meeting = meeting_service.add(current_user, event, form.entry_id.data, form.slot.data,
+                                          form.table.data, form.note.data or "")
+        except ValidationFailed as exc:
+            form.attach_errors(exc.errors)
+        except meeting_service.MeetingConflict as exc:
+            form.form_errors.extend(exc.messages)
+            return _render_meetings(event, exc.status_code, form)
+        except DomainError as exc:
+            _flash_or_raise(exc)
+            return _render_meetings(event, exc.status_code, form)
+        else:
+            names = f"「{meeting.organization.name}」与「{meeting.opportunity.title}」"
+            flash(f"已安排{names}的洽谈。", "success")
+            return redirect(_schedule_url(event.id, _anchor="grid"))
+    elif "csrf_token" in form.errors:
+        abort(400)
+    return _render_meetings(event, 400, form)
+
+
+@bp.post("/meetings/<int:id>/<any(move, swap, remove):action>")
+def meeting_edit(id: int, action: str):
+    meeting = meeting_service.get_meeting(id)
+    event = service.visible_event(current_user, meeting.event_id)
+    service.require(current_user, "view_schedule", event)
+    form = {"move": PlaceForm, "swap": SwapForm}.get(action, EmptyForm)()
+    _invalid_post(form)
+    back = _schedule_url(event.id, _anchor="grid")
+    if form.errors:
+        flash(_first_error(form), "danger")
+        return redirect(_schedule_url(event.id, selected=meeting.id, _anchor="grid"))
+    try:
+        if action == "move":
+            meeting_service.move(current_user, meeting, form.slot.data, form.table.data)
+            flash("已调整洽谈时段和桌号。", "success")
+        elif action == "swap":
+            meeting_service.swap(current_user, meeting, form.other.data)
+            flash("已交换两场洽谈的时段和桌号。", "success")
+        else:
+            meeting_service.remove(current_user, meeting)
+            flash("已移除该场洽谈。", "success")
+    except DomainError as exc:
+        _flash_or_raise(exc)
+        if action != "remove":
+            back = _schedule_url(event.id, selected=meeting.id, _anchor="grid")
+    return redirect(back)
+
+
+@bp.post("/meetings/<int:id>/<any(hold, no_show):action>")
+def meeting_mark(id: int, action: str):
+    meeting = meeting_service.get_meeting(id)
+    event = service.visible_event(current_user, meeting.event_id)
+    service.require(current_user, "view_schedule", event)
+    _invalid_post(EmptyForm())
+    try:
+        meeting_service.mark(current_user, meeting, action)
+    except DomainError as exc:
+        _flash_or_raise(exc)
+    else:
+        flash(service.MEETING_TRANSITIONS[action].done, "success")
+    return redirect(_schedule_url(event.id, _anchor=f"need-{meeting.opportunity_id}"))
+
+
+# ---------------------------------------------------------------- agendas (printable)
+
+
+@bp.get("/<int:id>/agendas")
+def agendas(id: int):
+    event = service.visible_event(current_user, id)
+    service.require(current_user, "view_schedule", event)
+    return render_template("events/agenda.html", event=event, agendas=meeting_service.agendas(event),
+                           plan=meeting_service.plan_of(event), single=False)
+
+
+@bp.get("/<int:id>/agendas/<int:organization_id>")
+def agenda(id: int, organization_id: int):
+    event = service.visible_event(current_user, id)
+    agenda_ = meeting_service.agenda_for(current_user, event, organization_id)
+    return render_template("events/agenda.html", event=event, agendas=[agenda_],
+                           plan=meeting_service.plan_of(event), single=True)
+
+
+@bp.get("/<int:id>/agendas/tables")
+def table_agendas(id: int):
+    event = service.visible_event(current_user, id)
+    service.require(current_user, "view_tables", event)
+    return render_template("events/agenda_tables.html", event=event, tables=meeting_service.by_table(event))
+
+
+# ---------------------------------------------------------------- exports (organizers)
+
+
+def _download(body: bytes, mimetype: str, name: str) -> Response:
+    response = Response(body, mimetype=mimetype)
+    response.headers["Content-Disposition"] = f'attachment; filename="{name}"'
+    response.headers["X-Content-Type-Options"] = "nosniff"
+    response.headers["Cache-Control"] = "no-store"
+    return response
+
+
+@bp.get("/<int:id>/export.xlsx")
+def export_xlsx(id: int):
+    event = service.visible_event(current_user, id)
+    service.require(current_user, "export", event)
+    return _download(exports.workbook(event), XLSX, exports.filename(event, "shortlists", "xlsx"))
+
+
+@bp.get("/<int:id>/registrations.csv")
+def export_registrations(id: int):
+    event = service.visible_event(current_user, id)
+    service.require(current_user, "export", event)
+    return _download(exports.registrations_csv(event), "text/csv; charset=utf-8",
+                     exports.filename(event, "registrations", "csv"))
+
+
+@bp.get("/<int:id>/binder")
+def binder(id: int):
+    event = service.visible_event(current_user, id)
+    service.require(current_user, "export", event)
+    return render_template("events/binder.html", event=event, lists=exports.need_lists(event))

@@ -1,6 +1,6 @@
 """SQLAlchemy models. Import from here: ``from marketplace.models import Opportunity``."""
 
-from marketplace.models.accounts import Organization, User
+from marketplace.models.accounts import LoginToken, Organization, User
 from marketplace.models.audit import AuditEvent
 from marketplace.models.entries import (
     Batch,
@@ -69,6 +69,7 @@ __all__ = [
     "EventKind",
     "EventOpportunity",
     "EventStatus",
+    "LoginToken",
     "Meeting",
     "MeetingPlan",
     "MeetingSource",

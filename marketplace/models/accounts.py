@@ -31,8 +31,26 @@ class Organization(db.Model):
     verified: Mapped[bool] = mapped_column(Boolean, default=False, index=True)
     verified_at: Mapped[datetime | None] = mapped_column(DateTime)
     created_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow)
+    #: A member's change of name or credit code waits here for an organizer (like an entry
+    #: revision): public pages, search and matching keep showing ``name`` until it is approved.
+    pending_name: Mapped[str | None] = mapped_column(String(100))
+    pending_credit_code: Mapped[str | None] = mapped_column(String(18))
+    pending_since: Mapped[datetime | None] = mapped_column(DateTime)
 
     users: Mapped[list[User]] = relationship(back_populates="organization")
+
+    @property
+    def has_pending_identity(self) -> bool:
+        return self.pending_since is not None
+
+    @property
+    def display_pending_name(self) -> str:
+        """The name the organization asked for (its current name when only the code changes)."""
+        return self.pending_name or self.name
+
+    @property
+    def display_pending_credit_code(self) -> str:
+        return self.pending_credit_code or self.credit_code
 
     @property
     def kind_label(self) -> str:
@@ -60,14 +78,27 @@ class User(UserMixin, db.Model):
     active: Mapped[bool] = mapped_column(Boolean, default=True)
     created_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow)
     last_login_at: Mapped[datetime | None] = mapped_column(DateTime)
+    #: Stored in every session and login token; bumping it signs the user out everywhere
+    #: (password change, deactivation). See ``services/sessions.py``.
+    session_version: Mapped[int] = mapped_column(Integer, default=1, server_default="1")
 
     organization: Mapped[Organization | None] = relationship(back_populates="users")
+
+    #: The raw token of the login this object was loaded for (not a column): ``get_id`` puts
+    #: it in the session and the remember-me cookie.
+    login_token = None
 
     @staticmethod
     def normalize_email(email: str) -> str:
         return (email or "").strip().lower()
 
+    def get_id(self) -> str:  # Flask-Login: "<id>:<session_version>:<login token>"
+        return f"{self.id}:{self.session_version or 1}:{self.login_token or ''}"
+
     def set_password(self, password: str) -> None:
+        """Set a new password; replacing one signs every existing session out."""
+        if self.password_hash:
+            self.session_version = (self.session_version or 1) + 1
         self.password_hash = generate_password_hash(password)
 
     def check_password(self, password: str) -> bool:
@@ -92,3 +123,26 @@ class User(UserMixin, db.Model):
 
     def __repr__(self) -> str:
         return f"<User {self.id} {self.email}>"
+
+
+class LoginToken(db.Model):
+    """One sign-in on one browser (a session, and its remember-me cookie when asked for).
+
+    Only the SHA-256 of the random token is stored. Logging out revokes the token in use;
+    an expired or revoked token no longer loads its user, whatever cookie carries it.
+    """
+
+    __tablename__ = "login_token"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    user_id: Mapped[int] = mapped_column(ForeignKey("user.id", ondelete="CASCADE"), index=True)
+    token_hash: Mapped[str] = mapped_column(String(64), unique=True)
+    remember: Mapped[bool] = mapped_column(Boolean, default=False)
+    created_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow)
+    expires_at: Mapped[datetime] = mapped_column(DateTime)
+    revoked_at: Mapped[datetime | None] = mapped_column(DateTime)
+
+    user: Mapped[User] = relationship()
+
+    def __repr__(self) -> str:
+        return f"<LoginToken {self.id} user={self.user_id}>"

@@ -35,6 +35,7 @@ class NotificationKind(LabelledEnum):
     EVENT_INVITATION = "event_invitation", "活动对接邀请"
     INVITATION_ANSWER = "invitation_answer", "对接邀请答复"
     REGISTRATION_STATUS = "registration_status", "活动报名状态"
+    ORG_IDENTITY = "org_identity", "单位名称或信用代码变更审核"
 
 
 class OutboxStatus(LabelledEnum):

@@ -9,6 +9,7 @@ from marketplace.extensions import login_manager
 from marketplace.models import NotificationKind
 from marketplace.notifications import bp
 from marketplace.notifications.forms import EmailPreferencesForm
+from marketplace.paging import page_arg
 from marketplace.services import notifications
 from marketplace.services.errors import ValidationFailed
 
@@ -21,12 +22,8 @@ def notification_globals():
     return {"unread_notifications": notifications.unread_count(current_user)}
 
 
-def _page() -> int:
-    return max(1, request.args.get("page", 1, type=int) or 1)
-
-
 def _back_to_list():
-    return redirect(url_for("notifications.index", page=request.args.get("page", type=int)))
+    return redirect(url_for("notifications.index", page=page_arg() if "page" in request.args else None))
 
 
 @bp.before_request
@@ -43,7 +40,7 @@ def require_login():
 
 @bp.get("/")
 def index():
-    page = notifications.notifications_page(current_user, _page(), current_app.config["PER_PAGE"])
+    page = notifications.notifications_page(current_user, page_arg(), current_app.config["PER_PAGE"])
     return render_template("notifications/index.html", page=page, kinds=NotificationKind)
 
 

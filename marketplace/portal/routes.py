@@ -9,6 +9,7 @@ from flask import render_template, request
 from flask_login import current_user
 
 from marketplace.models import EntryKind
+from marketplace.paging import page_arg
 from marketplace.portal import bp
 from marketplace.portal.forms import OpportunityFilterForm, ProductFilterForm, SearchForm
 from marketplace.services import matching, portal
@@ -20,20 +21,9 @@ BATCH_PER_PAGE = 50
 SEARCH_PER_PAGE = 20
 #: Hits per side when searching both lists at once (each side links to its full results).
 SEARCH_PREVIEW = 10
-#: Deeper pages are clamped (no offset can overflow the database's integer).
-MAX_PAGE = 10_000
 
 bp.add_app_template_filter(highlight, "highlight")
 bp.add_app_template_filter(snippet, "snippet")
-
-
-def _page_arg() -> int:
-    """The ``page`` query argument; malformed or out-of-range values fall back to a valid page."""
-    try:
-        page = int(request.args.get("page", "1"))
-    except ValueError:
-        return 1
-    return min(max(page, 1), MAX_PAGE)
 
 
 @bp.get("/")
@@ -46,7 +36,7 @@ def opportunities():
     form = OpportunityFilterForm(request.args, batches=portal.published_batches(EntryKind.OPPORTUNITY))
     form.validate()
     listing = portal.list_opportunities(
-        form.filters(), form.keyword(), page=_page_arg(), per_page=LIST_PER_PAGE
+        form.filters(), form.keyword(), page=page_arg(), per_page=LIST_PER_PAGE
     )
     winners = response_service.winners(e.id for e in listing.page.items)
     return render_template("portal/opportunities.html", form=form, listing=listing, winners=winners)
@@ -57,7 +47,7 @@ def products():
     form = ProductFilterForm(request.args, batches=portal.published_batches(EntryKind.PRODUCT))
     form.validate()
     listing = portal.list_products(
-        form.filters(), form.keyword(), page=_page_arg(), per_page=LIST_PER_PAGE
+        form.filters(), form.keyword(), page=page_arg(), per_page=LIST_PER_PAGE
     )
     return render_template("portal/products.html", form=form, listing=listing)
 
@@ -85,7 +75,7 @@ def batches():
 @bp.get("/batches/<int:id>")
 def batch(id: int):
     found = portal.get_published_batch(id)
-    page = portal.batch_entries(found, page=_page_arg(), per_page=BATCH_PER_PAGE)
+    page = portal.batch_entries(found, page=page_arg(), per_page=BATCH_PER_PAGE)
     return render_template("portal/batch.html", batch=found, page=page)
 
 
@@ -100,7 +90,7 @@ def search():
         single = len(sides) == 1
         results = portal.search_entries(
             q, sides, form.filters(),
-            page=_page_arg() if single else 1,
+            page=page_arg() if single else 1,
             per_page=SEARCH_PER_PAGE if single else SEARCH_PREVIEW,
         )
     return render_template("portal/search.html", form=form, q=q, results=results)

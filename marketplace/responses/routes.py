@@ -17,6 +17,7 @@ from sqlalchemy import select
 from marketplace.auth.forms import EmptyForm
 from marketplace.extensions import db, login_manager
 from marketplace.models import Organization
+from marketplace.paging import id_arg
 from marketplace.responses import bp
 from marketplace.responses.forms import ConsortiumForm, InviteForm, ResponseForm, ReviewForm
 from marketplace.services import responses as service
@@ -73,7 +74,7 @@ def mine():
 def new(id: int):
     opportunity = service.published_opportunity(id)
     consortium = None
-    consortium_id = request.args.get("consortium", type=int)
+    consortium_id = id_arg("consortium")
     if consortium_id is not None:
         consortium = service.visible_consortium(current_user, consortium_id)
     if current_user.organization_id is not None:

@@ -77,8 +77,16 @@ def publish_batch(actor: User, batch: Batch, on: date | None = None) -> int:
     )
     notifications.batch_published(batch, published)
     index_sync.bump()
+    _request_encoding()
     db.session.commit()
     return result.rowcount
+
+
+def _request_encoding() -> None:
+    """Queue the background encoding of the new public entries once this commits."""
+    from marketplace.services.matching import request_encoding
+
+    request_encoding()
 
 
 def open_batches(kind: str) -> list[Batch]:

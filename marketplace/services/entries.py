@@ -460,8 +460,17 @@ def approve_revision(actor: User, revision: EntryRevision) -> Entry:
     revision.reviewed_at = utcnow()
     audit.record(actor, "revision.approve", entry, "修改审核通过，公开内容已更新")
     index_sync.bump()
+    _request_encoding()  # the public text changed: its vector is encoded in the background
     db.session.commit()
     return entry
+
+
+def _request_encoding() -> None:
+    """Queue the background encoding of changed public texts once this commits (imported
+    here: the matching service imports this module)."""
+    from marketplace.services.matching import request_encoding
+
+    request_encoding()
 
 
 def return_revision(actor: User, revision: EntryRevision, comment: str) -> None:

@@ -1,5 +1,6 @@
 """Loading ``seeds/events.json``: events, featured needs, registrations, shortlists with their
-invitations, and the decisions and notifications that history would have produced.
+invitations, the 1:1 meeting plan and meetings, and the decisions and notifications that history
+would have produced.
 
 Called by :func:`marketplace.services.seeding.load_seeds`. Natural key: the event's title; an
 event that exists is left alone, so loading twice changes nothing. Dates are offsets in days
@@ -7,17 +8,18 @@ from the Beijing day the seeds are loaded, so the demo salon is always open for 
 
 Seeds never run the matching engine (loading must not depend on an encoder): the engine
 snapshot of a seeded decision is ``{"seeded": true}``, and the shortlist page scores the
-products live.
+products live. Seeded meetings are checked with :func:`marketplace.scheduling.validate`; each
+meeting marked held appends a seeded ``met`` decision.
 """
 
 from __future__ import annotations
 
-from datetime import datetime, time, timedelta
+from datetime import UTC, datetime, time, timedelta
 from typing import Any
 
 from sqlalchemy import select
 
-from marketplace import timeutil
+from marketplace import scheduling, timeutil
 from marketplace.extensions import db
 from marketplace.models import (
     AuditEvent,
@@ -28,6 +30,10 @@ from marketplace.models import (
     EventKind,
     EventOpportunity,
     EventStatus,
+    Meeting,
+    MeetingPlan,
+    MeetingSource,
+    MeetingStatus,
     Notification,
     NotificationKind,
     Opportunity,
@@ -44,6 +50,7 @@ from marketplace.models import (
     User,
 )
 from marketplace.models.base import utcnow
+from marketplace.services import meetings as meeting_service
 from marketplace.services import notifications
 from marketplace.services.events import LIVE_REGISTRATION, local_datetime_to_utc
 from marketplace.services.shortlists import RESPONDED
@@ -154,6 +161,8 @@ def load_events(data: dict, by_name: dict[str, Organization], report: Any) -> No
         for rec_list in rec.get("shortlists", []):
             _load_shortlist(event, need(rec_list["opportunity"]), rec_list, org, product_ids, registered_ids,
                             tell, report)
+        if rec.get("meeting_plan"):
+            _load_meetings(event, day, rec["meeting_plan"], rec.get("meetings", []), org, need, report)
 
 
 def _load_shortlist(event, opportunity, rec, org, product_ids, registered_ids, tell, report) -> None:
@@ -225,4 +234,76 @@ def _load_shortlist(event, opportunity, rec, org, product_ids, registered_ids, t
             action = (DecisionAction.CONFIRMED if entry.invitation_status == EventInvitationStatus.CONFIRMED
                       else DecisionAction.DECLINED)
             decide(entry, action, rank, entry.answered_at, entry.decline_label)
+    db.session.flush()
+
+
+def _load_meetings(event, day, rec_plan, rec_meetings, org, need, report) -> None:
+    """The event's meeting plan (times on the event day, Beijing) and its meetings."""
+    def at(clock: str) -> datetime:
+        return local_datetime_to_utc(day, time.fromisoformat(clock))
+
+    sessions = [
+        {"name": s.get("name", ""), "start": at(s["start"]).isoformat(), "end": at(s["end"]).isoformat(),
+         "breaks": [{"name": b.get("name", "茶歇"), "start": at(b["start"]).isoformat(),
+                     "end": at(b["end"]).isoformat()} for b in s.get("breaks", [])]}
+        for s in rec_plan["sessions"]
+    ]
+    row = MeetingPlan(
+        event_id=event.id, sessions=sessions, slot_minutes=rec_plan["slot_minutes"],
+        tables=rec_plan["tables"],
+        max_meetings_per_firm=rec_plan.get("max_meetings_per_firm"),
+        max_meetings_per_need=rec_plan.get("max_meetings_per_need"),
+        created_at=event.created_at, updated_at=event.created_at,
+    )
+    db.session.add(row)
+    plan = meeting_service.to_plan(row)
+    entries = {
+        (e.shortlist.opportunity_id, e.organization_id): e
+        for e in db.session.scalars(
+            select(ShortlistEntry).join(Shortlist).where(Shortlist.event_id == event.id)
+        )
+    }
+    length = timedelta(minutes=row.slot_minutes)
+    placed: list[tuple[Meeting, ShortlistEntry]] = []
+    for item in rec_meetings:
+        opportunity, organization = need(item["opportunity"]), org(item["organization"])
+        entry = entries.get((opportunity.id, organization.id))
+        if entry is None or entry.invitation_status != EventInvitationStatus.CONFIRMED:
+            raise EventSeedError(f"events.json: {organization.name!r} has no confirmed invitation for "
+                                 f"{opportunity.title!r} at {event.title!r}")
+        start = at(item["start"])
+        meeting = Meeting(
+            event_id=event.id, shortlist_entry_id=entry.id, opportunity_id=opportunity.id,
+            organization_id=organization.id, table_number=item["table"], starts_at=start,
+            ends_at=start + length, status=MeetingStatus(item.get("status", "scheduled")).value,
+            source=MeetingSource(item.get("source", "auto")).value, note=item.get("note", ""),
+            created_at=event.created_at + timedelta(days=10), updated_at=start + length,
+        )
+        placed.append((meeting, entry))
+    problems = scheduling.validate(plan, [
+        scheduling.Meeting(
+            need_id=m.opportunity_id, publisher_id=e.shortlist.opportunity.publisher_id,
+            firm_id=m.organization_id, start=m.starts_at.replace(tzinfo=UTC), table=m.table_number,
+            need_title=e.shortlist.opportunity.title, firm_name=e.organization.name,
+        )
+        for m, e in placed
+    ])
+    if problems:
+        raise EventSeedError(f"events.json: the meetings of {event.title!r} break rules: "
+                             + "；".join(v.message for v in problems))
+    for meeting, entry in placed:
+        db.session.add(meeting)
+        report.add("meetings")
+        if meeting.status != MeetingStatus.HELD:
+            continue
+        ordered = sorted(entry.shortlist.entries, key=lambda e: (not e.pinned, e.position, e.id))
+        rank = ordered.index(entry) + 1
+        when = timeutil.to_local(meeting.starts_at)
+        db.session.add(ShortlistDecision(
+            shortlist_id=entry.shortlist_id, organization_id=entry.organization_id,
+            product_ids=entry.product_ids, action=DecisionAction.MET.value, from_rank=rank, to_rank=rank,
+            reason=f"1:1 洽谈 {when:%m-%d %H:%M} 第 {meeting.table_number} 号桌", engine={"seeded": True},
+            created_at=meeting.ends_at,
+        ))
+        report.add("shortlist decisions")
     db.session.flush()

@@ -17,6 +17,9 @@ Workflows, declared as data (the service, the templates' buttons and the tests r
   decline with a reason; the firm may cancel until the event starts, and register again later.
 * :data:`INVITATION_TRANSITIONS`: organizers invite firms from a shortlist; the firm confirms or
   declines (with a reason) until the event starts, and may change its answer.
+* :data:`MEETING_TRANSITIONS`: once a 1:1 meeting (对接洽谈) has started, organizers mark it held
+  (已洽谈, which appends a ``met`` decision) or no-show (未到场); see
+  :mod:`marketplace.services.meetings`.
 
 :func:`can` / :func:`problem` / :func:`require` answer every permission question of the
 domain; pages ask nothing else.
@@ -44,6 +47,8 @@ from marketplace.models import (
     EventKind,
     EventOpportunity,
     EventStatus,
+    Meeting,
+    MeetingStatus,
     NotificationKind,
     Opportunity,
     Organization,
@@ -133,6 +138,13 @@ INVITATION_TRANSITIONS = _table(
                style="outline-secondary", needs_reason=True),
 )
 
+MEETING_TRANSITIONS = _table(
+    Transition("hold", frozenset({MeetingStatus.SCHEDULED, MeetingStatus.NO_SHOW}), MeetingStatus.HELD, STAFF,
+               "已洽谈", "已标记为已洽谈，并记入对接名单的决策记录。", style="outline-success"),
+    Transition("no_show", frozenset({MeetingStatus.SCHEDULED}), MeetingStatus.NO_SHOW, STAFF,
+               "未到场", "已标记为未到场。", style="outline-secondary"),
+)
+
 #: Statuses in which the event's featured needs, shortlists and invitations may still change.
 PREPARING = frozenset({EventStatus.DRAFT, EventStatus.OPEN})
 LIVE_REGISTRATION = frozenset({RegistrationStatus.PENDING, RegistrationStatus.CONFIRMED})
@@ -160,6 +172,15 @@ def member_of(user: User | None, organization_id: int | None) -> bool:
 
 def is_publisher(user: User | None, shortlist: Shortlist) -> bool:
     return member_of(user, shortlist.opportunity.publisher_id)
+
+
+@dataclass(frozen=True)
+class Participant:
+    """An organization taking part in an event's 1:1 meetings (as a firm, a need's publisher or
+    both): the object of the ``view_agenda`` permission."""
+
+    event: Event
+    organization_id: int
 
 
 def event_started(event: Event) -> bool:
@@ -256,6 +277,28 @@ def _invitation_step_problem(user: User | None, entry: ShortlistEntry, action: s
     return None
 
 
+def _meeting_step_problem(user: User | None, meeting: Meeting, action: str) -> str | None:
+    step = MEETING_TRANSITIONS[action]
+    event = meeting.event
+    if not is_staff(user):
+        return "只有组织方可以标记洽谈结果"
+    if meeting.status not in step.sources:
+        return f"「{meeting.status_label}」的洽谈不能标记为{step.label}"
+    if event.status not in (EventStatus.OPEN, EventStatus.FINISHED):
+        return f"活动{event.status_label}，不能标记洽谈结果"
+    if timeutil.now_naive_utc() < meeting.starts_at:
+        return "洽谈尚未开始，不能标记结果"
+    return None
+
+
+def _schedule_problem(user: User | None, event: Event) -> str | None:
+    if not is_staff(user):
+        return "只有组织方可以安排洽谈"
+    if event.status not in PREPARING:
+        return f"活动{event.status_label}，洽谈安排不能再调整"
+    return None
+
+
 def problem(user: User | None, action: str, obj: Any) -> str | None:
     """Why ``user`` may not do ``action`` on ``obj`` (a Chinese message), or None when allowed.
 
@@ -270,6 +313,13 @@ def problem(user: User | None, action: str, obj: Any) -> str | None:
     * :class:`ShortlistEntry`: ``view_invitation`` (the firm, once invited), ``request`` (the
       need's publisher marks a firm it wants to meet, while the event is 报名中) and every action
       of :data:`INVITATION_TRANSITIONS` (``invite`` by organizers, ``confirm``/``decline`` by the firm)
+    * :class:`Event`, for the 1:1 meetings and exports: ``view_schedule`` and ``export``
+      (organizers), ``schedule`` (the plan, 自动排程 and manual edits: organizers, while the event
+      is 筹备中 or 报名中), ``view_tables`` (the per-table agendas: organizers)
+    * :class:`Participant`: ``view_agenda`` (organizers; members of that organization once the
+      event is published)
+    * :class:`Meeting`: ``edit`` (move, swap, remove: organizers, while the event is 筹备中 or
+      报名中 and the meeting is not marked yet) and every action of :data:`MEETING_TRANSITIONS`
     """
     if obj is Event:
         if action == "create":
@@ -287,6 +337,25 @@ def problem(user: User | None, action: str, obj: Any) -> str | None:
             return register_problem(user, obj)
         if action in EVENT_TRANSITIONS:
             return _event_step_problem(user, obj, action)
+        if action in ("view_schedule", "view_tables"):
+            return None if is_staff(user) else "只有组织方可以查看洽谈安排"
+        if action == "export":
+            return None if is_staff(user) else "只有组织方可以导出活动资料"
+        if action == "schedule":
+            return _schedule_problem(user, obj)
+    elif isinstance(obj, Participant):
+        if action == "view_agenda":
+            if is_staff(user) or (member_of(user, obj.organization_id) and obj.event.is_published):
+                return None
+            return "洽谈日程不存在"
+    elif isinstance(obj, Meeting):
+        if action == "edit":
+            reason = _schedule_problem(user, obj.event)
+            if reason is None and obj.status != MeetingStatus.SCHEDULED:
+                return f"「{obj.status_label}」的洽谈不能再调整"
+            return reason
+        if action in MEETING_TRANSITIONS:
+            return _meeting_step_problem(user, obj, action)
     elif isinstance(obj, Registration):
         if action == "view":
             ok = is_staff(user) or member_of(user, obj.organization_id)
@@ -335,8 +404,10 @@ def _entitled(user: User | None, action: str, obj: Any) -> bool:
         if step is not None and step.who == FIRM:
             return member_of(user, obj.organization_id)
         return is_staff(user)
-    if isinstance(obj, Shortlist):
+    if isinstance(obj, Shortlist | Meeting):
         return is_staff(user)
+    if isinstance(obj, Participant):
+        return is_staff(user) or member_of(user, obj.organization_id)
     if isinstance(obj, ShortlistEntry):
         if action == "request":
             return is_publisher(user, obj.shortlist)
@@ -348,7 +419,7 @@ def _entitled(user: User | None, action: str, obj: Any) -> bool:
 
 
 #: Actions whose refusal means "this does not exist for you" (404).
-_HIDING = frozenset({"view", "view_invitation"})
+_HIDING = frozenset({"view", "view_invitation", "view_agenda"})
 
 
 def require(user: User | None, action: str, obj: Any) -> None:
@@ -375,6 +446,10 @@ def allowed_registration_actions(user: User | None, registration: Registration) 
 
 def allowed_invitation_actions(user: User | None, entry: ShortlistEntry) -> list[Transition]:
     return [t for a, t in INVITATION_TRANSITIONS.items() if _invitation_step_problem(user, entry, a) is None]
+
+
+def allowed_meeting_actions(user: User | None, meeting: Meeting) -> list[Transition]:
+    return [t for a, t in MEETING_TRANSITIONS.items() if _meeting_step_problem(user, meeting, a) is None]
 
 
 # ---------------------------------------------------------------- lookup

@@ -16,6 +16,7 @@ from flask_login import current_user
 from marketplace.auth.forms import EmptyForm
 from marketplace.extensions import login_manager
 from marketplace.models import EntryKind, EntryStatus, OrgKind
+from marketplace.paging import page_arg
 from marketplace.services import accounts, entries
 from marketplace.services import workspace as workspace_service
 from marketplace.services.entries import EDITABLE_IN_PLACE, Entry
@@ -140,12 +141,12 @@ def index():
         abort(400)
     per_page = current_app.config["PER_PAGE"]
     opportunities = workspace_service.organization_entries(
-        EntryKind.OPPORTUNITY, organization, status, request.args.get("opp_page", 1, type=int), per_page
+        EntryKind.OPPORTUNITY, organization, status, page_arg("opp_page"), per_page
     )
     products = None
     if organization.can_own_products:
         products = workspace_service.organization_entries(
-            EntryKind.PRODUCT, organization, status, request.args.get("prod_page", 1, type=int), per_page
+            EntryKind.PRODUCT, organization, status, page_arg("prod_page"), per_page
         )
     tab = "products" if products is not None and request.args.get("tab") == "products" else "opportunities"
     return render_template(
@@ -164,20 +165,25 @@ def index():
 @bp.route("/organization", methods=["GET", "POST"])
 def profile():
     organization = current_user.organization
-    form = ProfileForm(obj=organization) if request.method == "GET" else ProfileForm()
+    if request.method == "GET":
+        form = ProfileForm(obj=organization)
+        # A pending change of name / code is what the member last asked for.
+        form.name.data = organization.display_pending_name
+        form.credit_code.data = organization.display_pending_credit_code
+    else:
+        form = ProfileForm()
     if form.validate_on_submit():
-        was_verified = organization.verified
         try:
-            accounts.update_organization(
+            pending = accounts.update_organization(
                 current_user, organization, form.organization_data(kind=organization.kind)
             )
         except ValidationFailed as exc:
             form.attach_errors(exc.errors)
         else:
-            if was_verified and not organization.verified:
+            if pending:
                 flash(
-                    "单位信息已保存。由于单位名称或统一社会信用代码发生变更，需组织方重新认证；"
-                    "认证通过前不能提交审核。",
+                    "单位信息已保存。单位名称或统一社会信用代码的变更已提交组织方审核；"
+                    f"审核通过前，公开页面继续显示「{organization.name}」。",
                     "warning",
                 )
             else:

@@ -1,4 +1,8 @@
-"""The JSON API ``/api/v1``: shape, published data only, 400/404 as JSON, never a 500."""
+"""The JSON API ``/api/v1``: shape, published data only, 400/401/403/404 as JSON, never a 500.
+
+The two rankings follow the matching pages' rule (the entry's own organization and organizers);
+free-text search is public.
+"""
 
 from __future__ import annotations
 
@@ -35,6 +39,14 @@ def corpus(make):
     return build_corpus(make)
 
 
+@pytest.fixture
+def organizer(make, auth):
+    """An organizer logged in on ``client`` (rankings are not public)."""
+    user = make.organizer()
+    auth.login(user)
+    return user
+
+
 def _urls(corpus) -> dict[str, str]:
     return {
         "products": f"/api/v1/opportunities/{corpus.parking_need.id}/products",
@@ -43,7 +55,7 @@ def _urls(corpus) -> dict[str, str]:
     }
 
 
-def test_products_for_an_opportunity(corpus, client):
+def test_products_for_an_opportunity(corpus, client, organizer):
     response = client.get(f"/api/v1/opportunities/{corpus.parking_need.id}/products?k=5")
     assert response.status_code == 200
     body = response.get_json()
@@ -60,7 +72,7 @@ def test_products_for_an_opportunity(corpus, client):
     assert top["score"] >= body["results"][-1]["score"]
 
 
-def test_opportunities_for_a_product(corpus, client):
+def test_opportunities_for_a_product(corpus, client, organizer):
     body = client.get(f"/api/v1/products/{corpus.care_product.id}/opportunities").get_json()
     top = body["results"][0]
     assert RESULT_KEYS | {"title"} <= set(top)
@@ -82,7 +94,7 @@ def test_search_both_sides(corpus, client):
     assert needs.get_json()["results"][0]["id"] == corpus.care_need.id
 
 
-def test_filters_apply(corpus, client):
+def test_filters_apply(corpus, client, organizer):
     url = f"/api/v1/opportunities/{corpus.parking_need.id}/products"
     body = client.get(
         url, query_string={"region": "九江市", "maturity": "pilot", "tag": "人工智能"}
@@ -95,7 +107,7 @@ def test_filters_apply(corpus, client):
 
 @pytest.mark.parametrize("status", UNPUBLISHED)
 @pytest.mark.parametrize("endpoint", ["products", "opportunities", "search"])
-def test_results_are_published_entries_only(make, corpus, client, status, endpoint):
+def test_results_are_published_entries_only(make, corpus, client, organizer, status, endpoint):
     hidden_product(make, corpus.firm, status)
     hidden_opportunity(make, corpus.gov, status)
     url = _urls(corpus)[endpoint]
@@ -132,7 +144,7 @@ BAD_REQUESTS = [
 
 
 @pytest.mark.parametrize(("endpoint", "params"), BAD_REQUESTS)
-def test_invalid_parameters_are_400_json(corpus, client, endpoint, params):
+def test_invalid_parameters_are_400_json(corpus, client, organizer, endpoint, params):
     path = _urls(corpus)[endpoint].split("?")[0]
     query = {"q": PARKING_QUERY} if endpoint == "search" else {}
     query.update(params)
@@ -151,7 +163,7 @@ def test_invalid_parameters_are_400_json(corpus, client, endpoint, params):
         "/api/v1/nothing-here",
     ],
 )
-def test_unknown_ids_are_404_json(corpus, client, url):
+def test_unknown_ids_are_404_json(corpus, client, organizer, url):
     response = client.get(url)
     assert response.status_code == 404
     assert response.get_json()["error"]["code"] == 404
@@ -163,7 +175,7 @@ def test_unpublished_ids_are_404_for_outsiders(make, corpus, client, auth, statu
     product = hidden_product(make, corpus.firm, status)
     urls = [f"/api/v1/opportunities/{need.id}/products", f"/api/v1/products/{product.id}/opportunities"]
     for url in urls:
-        assert client.get(url).status_code == 404
+        assert client.get(url).status_code == 401
     auth.login(make.user(corpus.care_firm))
     for url in urls:
         assert client.get(url).status_code == 404
@@ -187,3 +199,30 @@ def test_the_api_is_read_only(corpus, client):
     response = client.post(f"/api/v1/opportunities/{corpus.parking_need.id}/products")
     assert response.status_code in (400, 405)
     assert "error" in response.get_json()
+
+
+def test_rankings_need_a_login(corpus, client):
+    for endpoint in ("products", "opportunities"):
+        response = client.get(_urls(corpus)[endpoint])
+        assert response.status_code == 401
+        assert response.get_json()["error"] == {"code": 401, "message": "请先登录"}
+
+
+def test_rankings_of_a_published_entry_are_403_for_other_organizations(make, corpus, client, auth):
+    auth.login(make.user(corpus.care_firm))
+    response = client.get(_urls(corpus)["products"])
+    assert response.status_code == 403
+    assert response.get_json()["error"]["code"] == 403
+    # The page says the same.
+    assert client.get(f"/matching/opportunities/{corpus.parking_need.id}").status_code == 403
+
+
+@pytest.mark.parametrize("owner", ["gov", "firm"])
+def test_owners_see_their_own_rankings(make, corpus, client, auth, owner):
+    auth.login(make.user(getattr(corpus, owner)))
+    endpoint = "products" if owner == "gov" else "opportunities"
+    assert client.get(_urls(corpus)[endpoint]).status_code == 200
+
+
+def test_search_stays_public(corpus, client):
+    assert client.get(_urls(corpus)["search"]).status_code == 200

@@ -10,6 +10,7 @@ from sqlalchemy import select
 from marketplace.admin.routes import ACTION_LABELS
 from marketplace.extensions import db
 from marketplace.models import AuditEvent, BatchStatus, EntryStatus, Role
+from marketplace.models.base import utcnow
 from marketplace.services import accounts, audit, batches, entries
 from marketplace.services.accounts import OrganizationData, UserData
 from marketplace.services.errors import DomainError
@@ -132,6 +133,23 @@ def _org_unverify(make, w):
     return w.organizer, w.org
 
 
+def _with_pending_name(w):
+    w.org.pending_name, w.org.pending_since = "江西改名科技有限公司", utcnow()
+    db.session.commit()
+
+
+def _org_identity_approve(make, w):
+    _with_pending_name(w)
+    accounts.approve_identity_change(w.organizer, w.org)
+    return w.organizer, w.org
+
+
+def _org_identity_return(make, w):
+    _with_pending_name(w)
+    accounts.return_identity_change(w.organizer, w.org, "与营业执照不符")
+    return w.organizer, w.org
+
+
 def _user_create(make, w):
     user = accounts.create_user("staff2@example.cn", make.PASSWORD, "新组织方", Role.ORGANIZER, actor=w.admin)
     return w.admin, user
@@ -166,6 +184,8 @@ STATE_CHANGES = {
     "org.update": _org_update,
     "org.verify": _org_verify,
     "org.unverify": _org_unverify,
+    "org.identity_approve": _org_identity_approve,
+    "org.identity_return": _org_identity_return,
     "user.create": _user_create,
     "user.activate": _user_activate,
     "user.deactivate": _user_deactivate,
@@ -315,7 +335,7 @@ def test_unknown_actor_email_shows_an_error_and_no_events(client, auth, world, l
         ("page=abc", None),
         ("page=-5", None),
         ("page=99999", None),
-        ("object_id=%00&page=%FF", "对象编号应为正整数"),
+        ("object_id=x%01y&page=%FF", "对象编号应为正整数"),
     ],
 )
 def test_malformed_filters_never_fail(client, auth, world, log, query, error):

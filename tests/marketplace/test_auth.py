@@ -183,10 +183,11 @@ def test_register_page_lists_cities_and_counties(client):
     assert "data-county-select" in html
 
 
-def test_registration_creates_unverified_org_and_member_and_logs_in(auth, client, db):
+def test_registration_creates_unverified_org_and_member_who_can_log_in(auth, client, db):
     response = auth.post("/auth/register", registration())
     assert response.status_code == 302
-    assert response.headers["Location"] == "/my/"
+    assert response.headers["Location"] == "/auth/login"
+    assert not is_logged_in(client)  # the answer is the same as for a taken email
     org = db.session.scalar(select(Organization).where(Organization.credit_code == VALID_CODE))
     assert org is not None and org.verified is False
     assert org.name == "江西赣数科技有限公司"
@@ -194,9 +195,10 @@ def test_registration_creates_unverified_org_and_member_and_logs_in(auth, client
     user = db.session.scalar(select(User).where(User.email == "lina@gsdata.cn"))
     assert user.organization_id == org.id and user.role == Role.MEMBER
     assert user.check_password("s3cure-pass")
+    auth.login("lina@gsdata.cn", "s3cure-pass")
     assert is_logged_in(client)
     page = client.get("/my/").get_data(as_text=True)
-    assert "正在等待组织方认证" in page and "认证通过前不能提交审核" in page
+    assert "等待组织方认证" in page and "认证通过前可以新建和编辑草稿" in page
 
 
 def test_registration_normalises_email_and_credit_code(auth, db):
@@ -252,13 +254,12 @@ def test_duplicate_credit_code_is_refused(auth, make):
     assert count(Organization) == 1 and count(User) == 0
 
 
-def test_duplicate_email_is_refused(auth, make):
+def test_duplicate_email_creates_nothing_and_looks_like_success(auth, client, make):
     make.user(make.org(), email="lina@gsdata.cn")
     response = auth.post("/auth/register", registration(email="LINA@gsdata.cn"))
-    assert response.status_code == 200
-    html = response.get_data(as_text=True)
-    assert "该邮箱已注册" in html and "江西赣数科技有限公司" in html
-    assert count(Organization) == 1
+    assert response.status_code == 302 and response.headers["Location"] == "/auth/login"
+    assert "该邮箱已注册" not in client.get("/auth/login").get_data(as_text=True)
+    assert count(Organization) == 1 and count(User) == 1
 
 
 def test_duplicate_organization_name_is_refused(auth, make):
@@ -272,7 +273,9 @@ def test_duplicate_organization_name_is_refused(auth, make):
     ("overrides", "message"),
     [
         ({"confirm": "different-pass"}, "两次输入的密码不一致"),
-        ({"password": "short", "confirm": "short"}, "密码应为8–128位"),
+        ({"password": "short", "confirm": "short"}, "密码至少10位"),
+        ({"password": "12345678", "confirm": "12345678"}, "密码至少10位"),
+        ({"password": "Password2026!", "confirm": "Password2026!"}, "该密码过于常见"),
         ({"region_county": "浔阳区"}, "所选区县不属于南昌市"),
         ({"region_county": "不存在区"}, "请选择有效的区县"),
         ({"region_city": "北京市"}, "请选择有效的设区市"),
@@ -281,7 +284,8 @@ def test_duplicate_organization_name_is_refused(auth, make):
         ({"name": ""}, "请填写单位名称"),
         ({"name": "长" * 101}, "单位名称不能超过100个字"),
     ],
-    ids=["password-mismatch", "password-short", "county-of-other-city", "unknown-county",
+    ids=["password-mismatch", "password-short", "password-digits", "password-common",
+         "county-of-other-city", "unknown-county",
          "unknown-city", "unknown-kind", "bad-email", "missing-name", "name-too-long"],
 )
 def test_registration_field_errors_keep_input(auth, overrides, message):

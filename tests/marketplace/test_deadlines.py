@@ -77,7 +77,8 @@ def test_the_need_closes_at_midnight_beijing(client, needs, clock):  # noqa: F81
     assert "已截止" in client.get(f"/opportunities/{needs['today'].id}").get_data(as_text=True)
 
 
-def test_api_reports_deadline_and_open(client, needs):
+def test_api_reports_deadline_and_open(client, auth, make, needs):
+    auth.login(make.organizer())  # rankings are for owners and organizers
     data = client.get(f"/api/v1/opportunities/{needs['closed'].id}/products").get_json()
     assert data["query"]["deadline"] == "2026-11-30" and data["query"]["open"] is False
     data = client.get("/api/v1/search", query_string={"q": "停车 泊位", "side": "opportunities"}).get_json()
@@ -87,7 +88,8 @@ def test_api_reports_deadline_and_open(client, needs):
     assert by_id[needs["forever"].id]["deadline"] is None
 
 
-def test_api_includes_closed_needs_on_request(client, needs):
+def test_api_includes_closed_needs_on_request(client, auth, make, needs):
+    auth.login(make.organizer())
     data = client.get("/api/v1/search", query_string={"q": "停车", "side": "opportunities",
                                                       "include_closed": "1"}).get_json()
     assert needs["closed"].id in {r["id"] for r in data["results"]}
@@ -110,10 +112,13 @@ def test_fit_for_me_excludes_closed_needs_unless_asked(client, auth, needs):
     assert needs["closed"].title in html
 
 
-def test_the_service_filter(needs):
-    results = matching.opportunities_for_product_id(None, needs["product"].id, 10)[1]
+def test_the_service_filter(make, needs):
+    organizer = make.organizer()
+    results = matching.opportunities_for_product_id(organizer, needs["product"].id, 10)[1]
     assert needs["closed"].id not in {r.entry.id for r in results}
-    results = matching.opportunities_for_product_id(None, needs["product"].id, 10, include_closed=True)[1]
+    results = matching.opportunities_for_product_id(
+        organizer, needs["product"].id, 10, include_closed=True
+    )[1]
     assert needs["closed"].id in {r.entry.id for r in results}
 
 

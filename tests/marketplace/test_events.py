@@ -630,7 +630,6 @@ def test_an_organizer_creates_an_event_through_the_form(world, client, auth, db)
         ({"capacity": "0"}, "名额应为1–100000"),
         ({"capacity": "abc"}, "名额"),
         ({"end_time": "13:00"}, "结束时间应晚于开始时间"),
-        ({"title": "沙龙\x00x"}, "包含无效字符"),
         ({"day": "2026-13-45"}, "日期"),
     ],
 )
@@ -726,8 +725,10 @@ def test_malformed_organizer_posts_are_4xx_or_redirects_never_500(world, client,
 
 def test_the_search_box_survives_junk(world, client, auth):
     auth.login(world.organizer)
-    for q in ("\x00", "%%%", "字" * 500, "' OR 1=1 --"):
+    for q in ("\x01", "%%%", "字" * 500, "' OR 1=1 --"):
         assert client.get(f"/events/{world.event.id}/manage", query_string={"q": q}).status_code == 200
+    # A NUL is refused for the whole site (marketplace/security.py).
+    assert client.get(f"/events/{world.event.id}/manage", query_string={"q": "\x00"}).status_code == 400
 
 
 def test_visible_event_hides_drafts_as_not_found(world):

@@ -25,7 +25,7 @@ def _counts(db):
 def test_event_seeds_load_once(app, db):
     load_seeds(app.config["SEEDS_DIR"])
     counts = _counts(db)
-    assert counts["Event"] == 3 and counts["Shortlist"] == 3
+    assert counts["Event"] == 3 and counts["Shortlist"] == 7
     assert not load_seeds(app.config["SEEDS_DIR"]).changed
     assert _counts(db) == counts
 

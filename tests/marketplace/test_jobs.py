@@ -19,7 +19,7 @@ from marketplace.config import PROJECT_ROOT
 from marketplace.extensions import db as _db
 from marketplace.jobs import tasks
 from marketplace.models import EmailOutbox, NotificationKind, OutboxStatus
-from marketplace.services import notifications
+from marketplace.services import matching, notifications
 from tests.marketplace.test_mail import SmtpServer, free_port
 
 
@@ -46,7 +46,7 @@ def test_testing_apps_run_jobs_immediately(app):
 
 def test_every_job_is_registered(app):
     assert set(app.extensions["jobs"].tasks) == {
-        tasks.DRAIN_OUTBOX, tasks.DEADLINE_DIGEST, tasks.NEW_MATCH_DIGEST,
+        tasks.DRAIN_OUTBOX, tasks.DEADLINE_DIGEST, tasks.NEW_MATCH_DIGEST, matching.ENCODE_JOB,
     }
 
 

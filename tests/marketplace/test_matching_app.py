@@ -261,9 +261,10 @@ def _approved_product(make, corpus, name: str):
     return batch
 
 
-def test_publishing_withdrawing_and_revisions_show_in_the_next_query(make, corpus, client):
+def test_publishing_withdrawing_and_revisions_show_in_the_next_query(make, corpus, client, auth):
     staff = make.organizer()
     member = make.user(corpus.firm)
+    auth.login(staff)  # the API's rankings are for owners and organizers
     url = f"/api/v1/opportunities/{corpus.parking_need.id}/products?k=50"
     assert "智慧泊车新品平台" not in api_names(client, url)  # also builds the engine
 
@@ -283,10 +284,12 @@ def test_publishing_withdrawing_and_revisions_show_in_the_next_query(make, corpu
     assert "居家养老与停车诱导综合平台" in api_names(client, url)
 
 
-def test_another_worker_sees_changes_on_its_next_request(make, corpus, client, second_app):
+def test_another_worker_sees_changes_on_its_next_request(make, corpus, client, second_app, auth):
     staff = make.organizer()
     url = f"/api/v1/opportunities/{corpus.parking_need.id}/products?k=50"
+    auth.login(staff)  # the API's rankings are for owners and organizers
     worker2 = second_app.test_client()
+    worker2.set_cookie("session", client.get_cookie("session").value)  # same login, other worker
     assert api_names(client, url) == api_names(worker2, url)  # both engines built
 
     batch = _approved_product(make, corpus, "智慧泊车新品平台")

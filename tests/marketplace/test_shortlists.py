@@ -477,7 +477,7 @@ def test_the_organizers_page_shows_groups_sources_line_and_controls(world, short
     assert page.count(world.firm.name) >= 1 and world.p1.name in page and world.p1b.name in page
     assert "推荐理由" in page and "已答题" in page and "已报名" in page
     assert "以上为目标 2 家" in page
-    assert 'draggable="true"' in page and "dragstart" in page
+    assert 'draggable="true"' in page and '<script src="/static/shortlist.js">' in page
     assert "上移" in page and "下移" in page and "置顶" in page
 
 

@@ -287,7 +287,7 @@ def test_owner_page_offers_the_actions_valid_for_the_status(auth, client, make, 
     for action in ("edit", "submit", "withdraw", "restore"):
         assert (f'/my/opportunities/{entry.id}/{action}"' in html) == (action in offered), action
     if "withdraw" in offered:
-        assert "return confirm(" in html
+        assert 'data-confirm="' in html
 
 
 def test_owner_page_shows_return_comment_and_history(auth, client, make, db, world):
@@ -485,9 +485,10 @@ def test_profile_update_saves_contact_details(auth, client, make, db, world):
     assert "单位信息已保存" in client.get("/my/organization").get_data(as_text=True)
 
 
-def test_profile_name_change_requires_reverification(auth, client, make, db, world):
+def test_profile_name_change_waits_for_an_organizer(auth, client, make, db, world):
     login_as(auth, world, "owner")
     firm = world["firm"]
+    old_name = firm.name
     data = {
         "name": "甲科技集团有限公司", "credit_code": firm.credit_code, "region_city": "南昌市",
         "region_county": "", "contact_name": "张三", "contact_phone": "0791-86000000",
@@ -495,9 +496,11 @@ def test_profile_name_change_requires_reverification(auth, client, make, db, wor
     response = auth.post("/my/organization", data)
     assert response.status_code == 302
     html = client.get("/my/organization").get_data(as_text=True)
-    assert "需组织方重新认证" in html
+    assert "已提交组织方审核" in html and "变更待审核" in html
+    assert 'value="甲科技集团有限公司"' in html  # the form shows what was asked for
     db.session.expire_all()
-    assert db.session.get(Organization, firm.id).verified is False
+    stored = db.session.get(Organization, firm.id)
+    assert (stored.name, stored.pending_name, stored.verified) == (old_name, "甲科技集团有限公司", True)
 
 
 def test_profile_duplicate_credit_code_shows_beside_the_field(auth, make, db, world):

@@ -251,3 +251,13 @@ def test_config_weights_change_the_ranking(fitted_encoder):
 def test_an_item_never_matches_itself(engine):
     same_side_query = engine.get("opportunity", 101)
     assert 101 not in {h.id for h in engine.opportunities_for(same_side_query, k=10)}
+
+
+def test_encoder_defaults_follow_the_encoder():
+    from matching.engine import ENCODER_DEFAULTS
+
+    e5 = MatchConfig.for_encoder("e5-small")
+    assert (e5.w_dense, e5.w_lexical, e5.w_structured) == (0.90, 0.10, 0.0)
+    assert e5.duplicate_threshold == ENCODER_DEFAULTS["e5-small"]["duplicate_threshold"]
+    assert MatchConfig.for_encoder("offline-tfidf-svd-64") == MatchConfig()
+    assert MatchConfig.for_encoder("e5-small", {"w_lexical": 0.3}).w_lexical == 0.3

@@ -61,10 +61,10 @@ def test_load_qrels_skips_header(dev_set):
 
 
 def test_evaluate_function(dev_set):
-    result = evaluate(*dev_set, k=5)
+    result = evaluate(*dev_set, k=5, cv=5)
     assert result["n_needs"] == 4 and result["n_products"] == len(PRODUCTS)
     assert result["encoder"].startswith("offline")
-    assert result["mode"] == "cv"  # held out by default
+    assert result["mode"] == "cv"
     for name in ("bm25", "dense", "hybrid"):
         assert set(result[name]) == {"ndcg@5", "recall@5", "recall@50", "mrr"}
         assert all(0 <= v <= 1 for v in result[name].values())
@@ -72,6 +72,10 @@ def test_evaluate_function(dev_set):
     assert result["cv"]["folds"] == 4  # capped at the number of needs
     assert sum(c["n_test"] for c in result["cv"]["chosen"]) == 4
     assert result["cv"]["fusion_check"] == {"needs": 4, "mismatched": 0}
+
+
+def test_the_default_mode_is_the_shipped_engine(dev_set):
+    assert evaluate(*dev_set, k=5)["mode"] == "fixed"
 
 
 def test_fixed_mode_is_the_engine_with_the_given_weights(dev_set):
@@ -204,7 +208,7 @@ def test_several_sets_rank_within_their_own_products(two_part_set):
     a = load_set(two_part_set / "part_a")
     b = load_set(two_part_set / "part_b")
     b.qrels["NB-103"].pop("PA-5")
-    result = evaluate_sets([a, b], k=5, grid=SMALL_GRID, resamples=100)
+    result = evaluate_sets([a, b], k=5, cv=5, grid=SMALL_GRID, resamples=100)
     assert set(result["per_set"]) == {"part_a", "part_b"}
     assert result["n_products"] == len(PRODUCTS) and result["n_judged_needs"] == 4
     assert result["cv"]["fusion_check"]["mismatched"] == 0
@@ -225,6 +229,8 @@ def test_cli_set_and_model_offline(two_part_set, capsys):
                 "200",
                 "--grid",
                 json.dumps(SMALL_GRID),
+                "--cv",
+                "5",
             ]
         )
         == 0

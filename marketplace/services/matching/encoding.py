@@ -1,0 +1,171 @@
+"""The encoding job: corpus entries are encoded in the background, never in a request.
+
+When what is public changes (a batch is published, an edit approved), the service that made
+the change calls :func:`request_encoding`; once its transaction commits, the job
+``matching.encode_entries`` is queued (:func:`_queue_after_commit`, as the mail outbox does).
+A web worker that indexes a published entry without a cached vector also queues it, once per
+entry, as a safety net.
+
+The job (:func:`encode_missing`) looks for the published entries whose (kind, id, text hash,
+encoder fingerprint) has no row in the embedding cache, encodes them in batches and stores
+every batch in its own transaction. It is idempotent and resumable: a rerun finds nothing
+to do, and a consumer killed mid-job leaves whole batches behind, which the next run skips.
+When it has stored anything it bumps the ``vectors`` row of ``index_state``, so every worker
+refreshes on its next request and swaps the entries' zero vectors for the real ones; during a
+long run it also bumps every ``BUMP_EVERY`` seconds, so a big batch becomes dense-searchable
+progressively.
+
+Progress goes to the log (``marketplace.services.matching``); a ``Job`` row with a progress
+bar in the UI is a separate piece of work.
+
+The offline encoder needs a fitted state before it can encode. When no snapshot holds one
+(nothing was ever built), the job runs a full :meth:`MatchingService.rebuild`, which fits it
+on the published corpus, encodes everything and writes the snapshot.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from dataclasses import dataclass
+
+from sqlalchemy import event
+from sqlalchemy.orm import Session
+
+from marketplace import jobs
+from marketplace.extensions import db
+from marketplace.services import index_sync
+from marketplace.services.matching import cache
+from marketplace.services.matching.items import SIDES, load_published_items
+from marketplace.services.matching.service import IN_ENCODING_JOB, VECTORS, MatchingService, Progress
+
+logger = logging.getLogger("marketplace.services.matching")
+
+ENCODE_JOB = "matching.encode_entries"
+#: During a long run, bump the index version at most this often (seconds).
+BUMP_EVERY = 30.0
+_SESSION_FLAG = "matching_encoding_requested"
+
+
+@dataclass
+class EncodeReport:
+    """Outcome of one run of the encoding job."""
+
+    encoder_name: str
+    fingerprint: str | None
+    published: int
+    missing: int
+    encoded: int
+    seconds: float
+    #: The offline encoder had no fitted state: a full rebuild fitted it and encoded everything.
+    rebuilt: bool = False
+
+    @property
+    def rate(self) -> float:
+        """Entries encoded per second."""
+        return self.encoded / self.seconds if self.seconds > 0 else 0.0
+
+
+# ---------------------------------------------------------------- queueing
+
+
+def request_encoding() -> None:
+    """Ask for the encoding job once the current transaction commits (what is public changed)."""
+    db.session.info[_SESSION_FLAG] = True
+
+
+@event.listens_for(Session, "after_commit")
+def _queue_after_commit(session: Session) -> None:
+    if session.info.pop(_SESSION_FLAG, False):
+        queue_now()
+
+
+@event.listens_for(Session, "after_soft_rollback")
+def _forget_rolled_back(session: Session, previous_transaction) -> None:
+    session.info.pop(_SESSION_FLAG, None)
+
+
+def queue_now() -> bool:
+    """Queue the job (in immediate mode: run it now). Returns whether it ran already.
+
+    Never fails the caller: a missed job is queued again by the next worker that indexes an
+    entry without its vector, and ``flask matching encode`` runs it by hand."""
+    try:
+        jobs.enqueue(ENCODE_JOB)
+    except Exception:
+        logger.exception("matching: could not queue the encoding job")
+        return False
+    return bool(jobs.get_queue().huey.immediate)
+
+
+@jobs.job(ENCODE_JOB)
+def encode_entries_job() -> None:
+    """Background job: encode the published entries the embedding cache lacks."""
+    from marketplace.services.matching.reports import get_service
+
+    token = IN_ENCODING_JOB.set(True)
+    try:
+        encode_missing(get_service())
+    finally:
+        IN_ENCODING_JOB.reset(token)
+
+
+# ---------------------------------------------------------------- the work
+
+
+def encode_missing(
+    service: MatchingService, progress: Progress | None = None, batch_size: int = cache.ENCODE_BATCH
+) -> EncodeReport:
+    """Encode and store the vectors of the published entries that have none (see the module
+    docstring). Must not run on the request path."""
+    if not service.may_encode_corpus():
+        raise RuntimeError("corpus entries are encoded by the background job, never in a request")
+    started = time.perf_counter()
+    if not service.enabled:
+        return EncodeReport("-", None, 0, 0, 0, 0.0)
+    encoder = service.writer_encoder()
+    if encoder is None:
+        logger.info("matching.encode: the offline encoder has no fitted state yet; running a full rebuild")
+        build = service.rebuild(refit=True, progress=progress, prune=False)
+        seconds = time.perf_counter() - started
+        logger.info("matching.encode: rebuilt, %d vectors encoded in %.1fs", build.encoded, seconds)
+        return EncodeReport(
+            build.encoder_name,
+            build.fingerprint,
+            sum(build.counts.values()),
+            build.encoded,
+            build.encoded,
+            seconds,
+            rebuilt=True,
+        )
+    items = [item for side in SIDES for item in load_published_items(side)]
+    todo = cache.missing_items(items, encoder)
+    logger.info(
+        "matching.encode: %d of %d published entries need a vector (%s)", len(todo), len(items), encoder.name
+    )
+    if progress is not None:
+        progress(0, len(todo))
+    done = 0
+    last_bump = time.monotonic()
+    for start in range(0, len(todo), batch_size):
+        batch = todo[start : start + batch_size]
+        cache.encode_and_store(batch, encoder, batch_size=batch_size)  # committed
+        done += len(batch)
+        elapsed = time.perf_counter() - started
+        rate = done / elapsed if elapsed else 0.0
+        logger.info("matching.encode: %d/%d stored (%.1f entries/s)", done, len(todo), rate)
+        if progress is not None:
+            progress(done, len(todo))
+        if done < len(todo) and time.monotonic() - last_bump >= BUMP_EVERY:
+            _bump()
+            last_bump = time.monotonic()
+    if todo:
+        _bump()
+    seconds = time.perf_counter() - started
+    return EncodeReport(encoder.name, encoder.fingerprint, len(items), len(todo), done, seconds)
+
+
+def _bump() -> None:
+    """Tell every worker to refresh (its pending entries now have vectors)."""
+    index_sync.bump(VECTORS)
+    db.session.commit()
