@@ -71,7 +71,25 @@ def _app_context(request, app):
             _db.session.execute(table.delete())
         _db.session.commit()
         _db.session.remove()
+        _forget_indexes(app)
         ctx.pop()
+
+
+def _forget_indexes(app) -> None:
+    """Drop every in-memory index and the saved snapshot pointer between tests.
+
+    Freshness is decided by (id, updated_at) stamps; emptied tables reuse ids and several tests
+    freeze the clock at the same instant, so the next test could otherwise be served a previous
+    test's index (seen as order-dependent failures of the digest tests).
+    """
+    from pathlib import Path
+
+    from marketplace.services import matching, search
+
+    app.extensions[search.EXTENSION_KEY] = search.SearchIndex()
+    app.extensions.pop("portal.published_counts", None)
+    app.extensions[matching.EXTENSION_KEY] = matching.MatchingService.from_config(app.config)
+    Path(app.config["MATCHING_INDEX_DIR"], matching.POINTER_FILE).unlink(missing_ok=True)
 
 
 @pytest.fixture

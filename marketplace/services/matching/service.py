@@ -216,6 +216,7 @@ class MatchingService:
         enabled: bool = True,
         model_dir: str | os.PathLike[str] | None = None,
         evidence_explicit: bool = False,
+        weights: dict[str, Any] | None = None,
     ) -> None:
         spec = (model_spec or "").strip() or None
         if spec and not spec.startswith(("st:", "offline")) and spec.lower() not in {"default", "e5-small"}:
@@ -226,6 +227,8 @@ class MatchingService:
         self.index_dir = Path(index_dir)
         self.hnsw_threshold = int(hnsw_threshold)
         self.config = config or MatchConfig()
+        #: The ``MATCHING_WEIGHTS`` overrides, applied on top of the running encoder's defaults.
+        self.weights: dict[str, Any] | None = weights
         #: ``evidence_max_hits`` was set in ``MATCHING_WEIGHTS`` (see :meth:`engine_config`).
         self.evidence_explicit = bool(evidence_explicit)
         self.enabled = bool(enabled)
@@ -252,6 +255,7 @@ class MatchingService:
             enabled=bool(config.get("MATCHING_ENABLED", True)),
             model_dir=config.get("MATCHING_MODEL_DIR"),
             evidence_explicit="evidence_max_hits" in (config.get("MATCHING_WEIGHTS") or {}),
+            weights=dict(config.get("MATCHING_WEIGHTS") or {}),
         )
 
     # ---------------------------------------------------------------- encoders
@@ -275,9 +279,13 @@ class MatchingService:
         12 sentences of each of 20 hits on the request path costs seconds when the sentence
         cache is cold (docs/benchmarks.md, "Run-time targets"). The offline encoder keeps it."""
         base = self._base_encoder()
-        if base.is_fitted and not self.evidence_explicit and self.config.evidence_max_hits:
-            return dataclasses.replace(self.config, evidence_max_hits=0)
-        return self.config
+        config = self.config
+        if self.weights is not None:
+            # The running encoder's shipped defaults (MatchConfig.for_encoder), then the overrides.
+            config = MatchConfig.for_encoder(base.name, self.weights)
+        if base.is_fitted and not self.evidence_explicit and config.evidence_max_hits:
+            return dataclasses.replace(config, evidence_max_hits=0)
+        return config
 
     @property
     def fallback_reason(self) -> str | None:
