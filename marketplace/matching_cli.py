@@ -226,8 +226,16 @@ def dev_set(eval_dir: Path, products_dir: Path) -> tuple[list[dict], list[dict],
     help="encoder spec (default: MATCHING_MODEL): e5-small | offline | st:<name or path>",
 )
 @click.option("--k", "k", type=click.IntRange(1, 1000), default=10, show_default=True)
-def evaluate_command(model: str | None, k: int) -> None:
-    """nDCG@k, Recall@k and MRR of BM25, dense and fused rankings on seeds/eval/."""
+@click.option(
+    "--cv",
+    "cv",
+    type=click.IntRange(0, 20),
+    default=5,
+    show_default=True,
+    help="folds for held-out weights (the shipped weights were chosen on this set); 0 = shipped weights",
+)
+def evaluate_command(model: str | None, k: int, cv: int) -> None:
+    """nDCG@k, Recall@k and MRR of BM25, dense and fused rankings on seeds/eval/ (held out)."""
     from matching.evaluate import evaluate
 
     seeds = Path(current_app.config["SEEDS_DIR"])
@@ -238,6 +246,7 @@ def evaluate_command(model: str | None, k: int) -> None:
         qrels,
         encoder_spec=model or current_app.config.get("MATCHING_MODEL"),
         k=k,
+        cv=cv,
         config=current_app.config.get("MATCHING_WEIGHTS") or None,
     )
     click.echo(json.dumps(result, ensure_ascii=False, indent=2))
