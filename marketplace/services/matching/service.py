@@ -383,7 +383,7 @@ class MatchingService:
         return vectors, len(missing), set()
 
     @staticmethod
-    def _with_placeholders(items: Sequence[Item], vectors: dict[Key, np.ndarray], dim: int) -> dict:
+    def _with_zero_vectors(items: Sequence[Item], vectors: dict[Key, np.ndarray], dim: int) -> dict:
         """``vectors`` plus a zero vector for every item without one (dense score 0)."""
         zero = np.zeros(dim, dtype=np.float32)
         return {**{(i.side, i.id): zero for i in items}, **vectors}
@@ -476,7 +476,7 @@ class MatchingService:
                 vectors, pending = {}, {(i.side, i.id) for i in items}
             timings["encode"] = time.perf_counter() - started
             started = time.perf_counter()
-            engine.build(items, self._with_placeholders(items, vectors, encoder.dim) if pending else vectors)
+            engine.build(items, self._with_zero_vectors(items, vectors, encoder.dim) if pending else vectors)
             timings["index"] = time.perf_counter() - started
             if not pending:
                 started = time.perf_counter()
