@@ -1,6 +1,13 @@
 """SQLAlchemy models. Import from here: ``from marketplace.models import Opportunity``."""
 
-from marketplace.models.accounts import LoginToken, Organization, User
+from marketplace.models.accounts import (
+    AccountToken,
+    AccountTokenPurpose,
+    ApiToken,
+    LoginToken,
+    Organization,
+    User,
+)
 from marketplace.models.audit import AuditEvent
 from marketplace.models.entries import (
     Batch,
@@ -19,6 +26,7 @@ from marketplace.models.enums import (
     OrgKind,
     RevisionStatus,
     Role,
+    ScenarioStage,
     Tier,
 )
 from marketplace.models.events import (
@@ -41,6 +49,7 @@ from marketplace.models.events import (
     ShortlistEntry,
     ShortlistSource,
 )
+from marketplace.models.jobs import Job, JobStatus
 from marketplace.models.matching import EmbeddingCache, IndexState
 from marketplace.models.notifications import (
     EmailOutbox,
@@ -49,6 +58,22 @@ from marketplace.models.notifications import (
     NotificationKind,
     NotificationPreference,
     OutboxStatus,
+)
+from marketplace.models.programme import (
+    Designation,
+    DesignationKind,
+    DesignationOpportunity,
+    DesignationOrganization,
+    DesignationStatus,
+    Lab,
+    LabKind,
+    LabLink,
+    LabService,
+    ProgrammeTarget,
+    Signing,
+    SigningParty,
+    SigningProduct,
+    StageChange,
 )
 from marketplace.models.responses import (
     Consortium,
@@ -62,6 +87,26 @@ from marketplace.models.responses import (
 from marketplace.models.uploads import StoredFile
 
 __all__ = [
+    "AccountToken",
+    "AccountTokenPurpose",
+    "ApiToken",
+    "ScenarioStage",
+    "Job",
+    "JobStatus",
+    "Designation",
+    "DesignationKind",
+    "DesignationOpportunity",
+    "DesignationOrganization",
+    "DesignationStatus",
+    "Lab",
+    "LabKind",
+    "LabLink",
+    "LabService",
+    "ProgrammeTarget",
+    "Signing",
+    "SigningParty",
+    "SigningProduct",
+    "StageChange",
     "DecisionAction",
     "DeclineReason",
     "Event",

@@ -30,6 +30,7 @@ from marketplace.models.enums import (
     EntryStatus,
     Maturity,
     RevisionStatus,
+    ScenarioStage,
     Tier,
 )
 
@@ -136,6 +137,11 @@ class Opportunity(EntryMixin, db.Model):
     deadline: Mapped[date | None] = mapped_column(Date)
     contact_name: Mapped[str] = mapped_column(String(50), default="")
     contact_phone: Mapped[str] = mapped_column(String(30), default="")
+    #: The need's lifecycle stage (:class:`ScenarioStage`); history in ``StageChange``.
+    stage: Mapped[str] = mapped_column(
+        String(20), default=ScenarioStage.PUBLISHED, server_default=ScenarioStage.PUBLISHED.value, index=True
+    )
+    stage_changed_at: Mapped[datetime | None] = mapped_column(DateTime)
 
     publisher: Mapped[Organization] = relationship()
 
@@ -154,6 +160,10 @@ class Opportunity(EntryMixin, db.Model):
     @property
     def tier_label(self) -> str:
         return Tier.label_of(self.tier)
+
+    @property
+    def stage_label(self) -> str:
+        return ScenarioStage.label_of(self.stage or ScenarioStage.PUBLISHED)
 
     @property
     def cooperation_labels(self) -> list[str]:

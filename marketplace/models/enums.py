@@ -91,3 +91,17 @@ class EntryKind(LabelledEnum):
 class BatchStatus(LabelledEnum):
     COLLECTING = "collecting", "征集中"
     PUBLISHED = "published", "已发布"
+
+
+class ScenarioStage(LabelledEnum):
+    """Where a published need is in the province's cycle (场景生命周期).
+
+    机会发布 → 创新研发 → 孵化试点 → 示范推广, or 终止 from any stage before 示范推广. The
+    transitions (who may move a need, from which stage) live in ``services/lifecycle.py``.
+    """
+
+    PUBLISHED = "published", "机会发布"
+    RND = "rnd", "创新研发"
+    PILOT = "pilot", "孵化试点"
+    DEMONSTRATION = "demonstration", "示范推广"
+    TERMINATED = "terminated", "终止"
