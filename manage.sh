@@ -2,7 +2,8 @@
 # The two front-door commands (see README.md):
 #   ./manage.sh demo   build everything, migrate, seed, build the match index, serve on :5000
 #                      with the background job consumer beside it
-#   ./manage.sh test   build everything, run ruff and pytest
+#   ./manage.sh test   build everything, run ruff and pytest (browser tests: ./manage.sh test -m browser)
+#   ./manage.sh screenshots   regenerate docs/screenshots/*.png in headless Chromium
 set -euo pipefail
 cd "$(dirname "$0")"
 
@@ -64,8 +65,12 @@ case "${1:-}" in
     "$VENV/bin/ruff" check .
     SECRET_KEY=${SECRET_KEY:-test-secret} "$VENV/bin/python" -m pytest "$@"
     ;;
+  screenshots)
+    setup
+    SECRET_KEY=${SECRET_KEY:-screenshots} MATCHING_MODEL=offline "$VENV/bin/python" -m tests.browser.screenshots
+    ;;
   *)
-    echo "usage: ./manage.sh demo|test [pytest args]" >&2
+    echo "usage: ./manage.sh demo|test [pytest args]|screenshots" >&2
     exit 2
     ;;
 esac

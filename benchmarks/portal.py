@@ -10,6 +10,12 @@ inserts them, builds the keyword index, warms up, then requests every page type 
 ``--requests`` times through the Flask test client and prints p50/p95/max (milliseconds, time
 spent inside the app) and the number of SQL statements per request.
 
+With ``--dashboard`` it also generates the 十百千 and matchmaking records that the organizers'
+dashboard aggregates (responses on half the published needs, event shortlists, held meetings,
+signings, stage changes, designations and targets) and times ``/programme/dashboard`` (with and
+without filters), a CSV figure, the XLSX report and the public ``/achievements`` page, signed in
+as an organizer; ``--skip-portal`` leaves the public pages out.
+
 On PostgreSQL everything happens in a fresh schema (``bench_portal_<pid>``) that is dropped at
 the end, so no table is left behind in the target database. It is a measurement script, not a
 test.
@@ -34,7 +40,7 @@ from urllib.parse import urlencode
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 os.environ.setdefault("SECRET_KEY", "benchmark-only")
 
-from sqlalchemy import create_engine, event, func, insert, select, text  # noqa: E402
+from sqlalchemy import create_engine, event, func, insert, select, text, update  # noqa: E402
 
 from marketplace import create_app  # noqa: E402
 from marketplace.extensions import db  # noqa: E402
@@ -42,15 +48,28 @@ from marketplace.models import (  # noqa: E402
     Batch,
     BatchStatus,
     CooperationMode,
+    Designation,
+    DesignationOpportunity,
     EntryStatus,
+    Event,
     Maturity,
+    Meeting,
     Opportunity,
     Organization,
     OrgKind,
     Product,
     ProductField,
     ProductTag,
+    ProgrammeTarget,
+    Response,
+    Role,
+    ScenarioStage,
+    Shortlist,
+    ShortlistEntry,
+    Signing,
+    StageChange,
     Tier,
+    User,
 )
 from marketplace.reference import load_reference  # noqa: E402
 from marketplace.services import index_sync  # noqa: E402
@@ -280,6 +299,187 @@ def _flush_products(products: list, fields: list, tags: list) -> None:
     tags.clear()
 
 
+# -------------------------------------------------------------------- the dashboard's records
+
+
+def _chunks(ids: list[int], size: int = 500):
+    for start in range(0, len(ids), size):
+        yield ids[start:start + size]
+
+
+def generate_programme(seed: int) -> dict[str, int]:
+    """Bulk-insert what the organizers' dashboard aggregates, on top of :func:`generate`."""
+    rng = random.Random(seed + 1)
+    needs = db.session.execute(select(Opportunity.id, Opportunity.published_at, Opportunity.region_city)
+                               .where(Opportunity.status == EntryStatus.PUBLISHED)).all()
+    firms = list(db.session.scalars(select(Organization.id).where(Organization.kind == OrgKind.ENTERPRISE)))
+    start = datetime(2026, 10, 1, 9, 30)
+    events = [dict(id=i + 1, kind="matchmaking", title=f"2026年第{i + 1}场供需对接会", status="finished",
+                   starts_at=start - timedelta(days=7 * i), capacity=80,
+                   registration_deadline=date(2026, 1, 1), created_at=start) for i in range(20)]
+    db.session.execute(insert(Event), events)
+    responses, shortlists, entries, meetings, signings, changes = [], [], [], [], [], []
+    answered, stage_of = [], {}
+    statuses = ["submitted"] * 10 + ["shortlisted"] * 3 + ["selected"] * 2 + ["rejected"] * 4 + ["withdrawn"]
+    for need_id, published_at, _ in needs:
+        if rng.random() < 0.5:
+            for firm in rng.sample(firms, rng.randint(1, 4)):
+                submitted = published_at + timedelta(days=rng.randint(1, 40), hours=rng.randint(0, 23))
+                status = rng.choice(statuses)
+                responses.append(dict(
+                    id=len(responses) + 1, opportunity_id=need_id, organization_id=firm, status=status,
+                    summary="我司拟以成熟平台为基础开展试点。", delivery_plan="", contact_name="李工",
+                    contact_phone="13800000000", submitted_at=submitted, created_at=submitted,
+                    reviewed_at=submitted + timedelta(days=rng.randint(3, 30))
+                    if status in ("shortlisted", "selected", "rejected") else None))
+            answered.append((need_id, published_at))
+    for need_id, published_at in rng.sample(answered, len(answered) // 5):
+        event_id = rng.choice(events)["id"]
+        shortlists.append(dict(id=len(shortlists) + 1, event_id=event_id, opportunity_id=need_id,
+                               target_size=8, note="", proposal={}, created_at=published_at))
+        for position, firm in enumerate(rng.sample(firms, rng.randint(3, 8))):
+            entries.append(dict(shortlist_id=len(shortlists), organization_id=firm, position=position,
+                                pinned=False, note="", sources=["recommended"], products=[],
+                                publisher_requested=False, invitation_status="none",
+                                created_at=published_at + timedelta(days=rng.randint(10, 50))))
+        if rng.random() < 0.6:
+            for firm in rng.sample(firms, rng.randint(1, 3)):
+                when = published_at + timedelta(days=rng.randint(20, 70))
+                meetings.append(dict(event_id=event_id, opportunity_id=need_id, organization_id=firm,
+                                     starts_at=when, ends_at=when + timedelta(minutes=20),
+                                     status="held" if rng.random() < 0.7 else "no_show", source="auto",
+                                     note="", created_at=when))
+    for need_id, published_at in rng.sample(answered, min(len(answered), 900)):
+        signed_on = (published_at + timedelta(days=rng.randint(30, 120))).date()
+        signings.append(dict(id=len(signings) + 1, opportunity_id=need_id, signed_on=signed_on,
+                             amount_wan=Decimal(rng.randint(20, 2000)), title="场景建设项目签约", note="",
+                             created_at=start))
+        day, stage = signed_on, "published"
+        for target in ("rnd", "pilot", "demonstration"):
+            if target != "rnd" and rng.random() < 0.5:
+                break
+            day = day + timedelta(days=rng.randint(10, 90))
+            changes.append(dict(opportunity_id=need_id, from_stage=stage, to_stage=target, happened_on=day,
+                                note="", created_at=start))
+            stage = target
+        stage_of[need_id] = stage
+    for table, rows in ((Response, responses), (Shortlist, shortlists), (ShortlistEntry, entries),
+                        (Meeting, meetings), (Signing, signings), (StageChange, changes)):
+        for chunk in range(0, len(rows), 5000):
+            db.session.execute(insert(table), rows[chunk:chunk + 5000])
+    for stage in (ScenarioStage.RND, ScenarioStage.PILOT, ScenarioStage.DEMONSTRATION):
+        for ids in _chunks([i for i, s in stage_of.items() if s == stage]):
+            db.session.execute(update(Opportunity).where(Opportunity.id.in_(ids)).values(stage=stage.value))
+
+    by_city: dict[str, list[int]] = {}
+    for need_id, _, city in needs:
+        by_city.setdefault(city, []).append(need_id)
+    designations, zone_needs = [], []
+    status_pool = ["approved"] * 6 + ["recommended", "reviewing", "rejected"]
+    for i in range(60):
+        city = rng.choice(list(by_city))
+        designations.append(dict(id=len(designations) + 1, kind="zone", year=rng.randint(2022, 2026),
+                                 status=rng.choice(status_pool), name=f"{city}数字经济应用场景示范区{i}",
+                                 region_city=city, description="", decision_note="", created_at=start))
+        zone_needs.extend(dict(designation_id=len(designations), opportunity_id=n)
+                          for n in rng.sample(by_city[city], min(5, len(by_city[city]))))
+    for need_id in [i for i, s in stage_of.items() if s == "demonstration"][:350]:
+        designations.append(dict(id=len(designations) + 1, kind="project", year=rng.randint(2023, 2026),
+                                 status=rng.choice(status_pool), name=f"示范项目{need_id}",
+                                 opportunity_id=need_id, description="", decision_note="", created_at=start))
+    for firm in rng.sample(firms, 2500):
+        designations.append(dict(id=len(designations) + 1, kind="firm", year=rng.randint(2022, 2026),
+                                 status=rng.choice(status_pool), name=f"企业{firm}", organization_id=firm,
+                                 description="", decision_note="", created_at=start))
+    db.session.execute(insert(Designation), designations)
+    db.session.execute(insert(DesignationOpportunity), zone_needs)
+    from marketplace.services.programme import DEFAULT_TARGETS
+
+    db.session.execute(insert(ProgrammeTarget), [
+        dict(year=y, kind=k.value, cumulative=c, target=t, updated_at=start)
+        for y, k, c, t in DEFAULT_TARGETS])
+    db.session.commit()
+    if db.engine.dialect.name == "postgresql":
+        for table in ("event", "response", "shortlist", "signing", "designation"):
+            db.session.execute(text(f"SELECT setval(pg_get_serial_sequence('{table}', 'id'), "
+                                    f"(SELECT max(id) FROM {table}))"))
+        db.session.commit()
+    with db.engine.connect().execution_options(isolation_level="AUTOCOMMIT") as conn:
+        conn.execute(text("VACUUM ANALYZE" if db.engine.dialect.name == "postgresql" else "ANALYZE"))
+    return {"responses": len(responses), "shortlist entries": len(entries), "meetings": len(meetings),
+            "signings": len(signings), "stage changes": len(changes), "designations": len(designations)}
+
+
+def dashboard_urls(rng: random.Random, n: int) -> dict[str, list[str]]:
+    ref = load_reference(os.environ.get("SEEDS_DIR") or str(Path(__file__).resolve().parents[1] / "seeds"))
+
+    def many(make: Callable[[int], str], count: int = n) -> list[str]:
+        return [make(i) for i in range(count)]
+
+    return {
+        "dashboard": many(lambda i: "/programme/dashboard"),
+        "dashboard year": many(lambda i: f"/programme/dashboard?year={2024 + i % 3}"),
+        "dashboard city": many(
+            lambda i: "/programme/dashboard?" + urlencode({"city": rng.choice(ref.cities)})),
+        "dashboard year+city": many(lambda i: "/programme/dashboard?" + urlencode(
+            {"year": 2026, "city": rng.choice(ref.cities)})),
+        "dashboard funnel.csv": many(lambda i: "/programme/dashboard/funnel.csv"),
+        "dashboard.xlsx": many(lambda i: "/programme/dashboard.xlsx", max(n // 5, 5)),
+        "achievements (public)": many(lambda i: "/achievements"),
+    }
+
+
+def measure_dashboard_queries(app, n: int) -> list[tuple[str, int, float, float, float, float]]:
+    """Time :func:`services.dashboard.dashboard` alone (every SQL aggregate and the figures'
+    tables, no HTML or charts), per filter set, warm: the brief's "dashboard queries"."""
+    from marketplace.services import dashboard as dashboards
+
+    rng = random.Random(7)
+    with app.app_context():
+        cities = list(load_reference(str(Path(__file__).resolve().parents[1] / "seeds")).cities)
+        cases = {
+            "queries: all years, province": lambda: dashboards.Filters(),
+            "queries: one year": lambda: dashboards.Filters(year=rng.choice([2024, 2025, 2026])),
+            "queries: one city": lambda: dashboards.Filters(city=rng.choice(cities)),
+            "queries: year + city": lambda: dashboards.Filters(year=2026, city=rng.choice(cities)),
+        }
+        counter = StatementCounter(db.engine)
+        results = []
+        for name, make in cases.items():
+            dashboards.dashboard(make())
+            times, queries = [], []
+            for _ in range(n):
+                filters = make()
+                counter.count = 0
+                started = time.perf_counter()
+                dashboards.dashboard(filters)
+                times.append((time.perf_counter() - started) * 1000)
+                queries.append(counter.count)
+                db.session.remove()
+            times.sort()
+            p95 = times[min(len(times) - 1, int(round(0.95 * len(times))) - 1)]
+            results.append((name, n, statistics.median(times), p95, times[-1], statistics.mean(queries)))
+    return results
+
+
+def organizer_client(app):
+    """A test client signed in as an organizer (a real login token, no password round trip)."""
+    from marketplace.services import sessions
+
+    client = app.test_client()
+    with app.app_context():
+        user = User(email="bench-organizer@example.cn", password_hash="x", name="基准组织方",
+                    role=Role.ORGANIZER)
+        db.session.add(user)
+        db.session.commit()
+        sessions.start_login(user, remember=False)
+        user_id = user.get_id()
+    with client.session_transaction() as session:
+        session["_user_id"] = user_id
+        session["_fresh"] = True
+    return client
+
+
 # -------------------------------------------------------------------- timing
 
 
@@ -333,8 +533,9 @@ def page_urls(rng: random.Random, n: int) -> dict[str, list[str]]:
     }
 
 
-def measure(app, urls: dict[str, list[str]]) -> list[tuple[str, int, float, float, float, float]]:
-    client = app.test_client()
+def measure(app, urls: dict[str, list[str]],
+            client=None) -> list[tuple[str, int, float, float, float, float]]:
+    client = client or app.test_client()
     with app.app_context():
         counter = StatementCounter(db.engine)
     results = []
@@ -402,6 +603,9 @@ def main() -> None:
     parser.add_argument("--seed", type=int, default=42)
     parser.add_argument("--recommended-indexes", action="store_true",
                         help="also create the indexes suggested in RECOMMENDED_INDEXES")
+    parser.add_argument("--dashboard", action="store_true",
+                        help="also generate the dashboard's records and time the organizers' dashboard")
+    parser.add_argument("--skip-portal", action="store_true", help="do not time the public portal pages")
     args = parser.parse_args()
 
     tmpdir = tempfile.TemporaryDirectory(prefix="bench-portal-")
@@ -432,11 +636,23 @@ def main() -> None:
             print(f"data generation and bulk insert: {generated:.1f} s")
             print(f"keyword index build (both sides, published only): {build:.1f} s")
             urls = page_urls(random.Random(args.seed), args.requests)
+            if args.dashboard:
+                started = time.perf_counter()
+                extra = generate_programme(args.seed)
+                print("dashboard rows: " + ", ".join(f"{k} {v}" for k, v in extra.items())
+                      + f" ({time.perf_counter() - started:.1f} s)")
+                board_urls = dashboard_urls(random.Random(args.seed), args.requests)
             db.session.remove()
-        results = measure(app, urls)
-        print_table(results, f"server time per request ({args.requests} requests per page type)")
-        print(f"\nfirst product search after one product changed (refresh + BM25 rebuild): "
-              f"{measure_refresh(app):.0f} ms")
+        if not args.skip_portal:
+            results = measure(app, urls)
+            print_table(results, f"server time per request ({args.requests} requests per page type)")
+            print(f"\nfirst product search after one product changed (refresh + BM25 rebuild): "
+                  f"{measure_refresh(app):.0f} ms")
+        if args.dashboard:
+            results = measure(app, board_urls, organizer_client(app))
+            print_table(results, "organizers' dashboard pages, signed in (HTML with charts and tables)")
+            print_table(measure_dashboard_queries(app, args.requests),
+                        "dashboard queries alone (services.dashboard.dashboard; p95 target: 200 ms)")
     finally:
         with app.app_context():
             db.session.remove()

@@ -33,6 +33,9 @@ def create_app(config: dict[str, Any] | None = None) -> Flask:
     )
     app.url_map.converters["int"] = BoundedIntConverter
     app.config.from_mapping(load_config(app.instance_path))
+    # Readable Chinese in every JSON response (no \uXXXX escapes), declared as UTF-8.
+    app.json.ensure_ascii = False
+    app.json.mimetype = "application/json; charset=utf-8"
     if config:
         app.config.from_mapping(config)
     if not app.config.get("MAX_CONTENT_LENGTH"):
@@ -55,11 +58,13 @@ def create_app(config: dict[str, Any] | None = None) -> Flask:
     login_manager.user_loader(sessions.load_user)
     security.init_app(app)
 
-    from marketplace import errors, filters
+    from marketplace import errors, filters, site
     from marketplace.admin import bp as admin_bp
     from marketplace.api import bp as api_bp
+    from marketplace.api import pages_bp as api_pages_bp
     from marketplace.auth import bp as auth_bp
     from marketplace.events import bp as events_bp
+    from marketplace.jobs.routes import bp as jobs_bp
     from marketplace.matching_views import bp as matching_bp
     from marketplace.notifications import bp as notifications_bp
     from marketplace.portal import bp as portal_bp
@@ -73,10 +78,22 @@ def create_app(config: dict[str, Any] | None = None) -> Flask:
     app.register_blueprint(matching_bp, url_prefix="/matching")
     app.register_blueprint(notifications_bp, url_prefix="/notifications")
     app.register_blueprint(api_bp, url_prefix="/api/v1")
+    app.register_blueprint(api_pages_bp, url_prefix="/api")  # /api/docs, /api/tokens
     app.register_blueprint(responses_bp, url_prefix="/responses")
     app.register_blueprint(events_bp, url_prefix="/events")
+    app.register_blueprint(jobs_bp, url_prefix="/jobs")
+    from marketplace.imports import bp as imports_bp
+
+    app.register_blueprint(imports_bp, url_prefix="/imports")
+    from marketplace.lifecycle import bp as lifecycle_bp
+
+    app.register_blueprint(lifecycle_bp)  # /lifecycle/… and /labs
+    from marketplace.programme import bp as programme_bp
+
+    app.register_blueprint(programme_bp)  # /programme/… and /achievements
     errors.register(app)
     filters.register(app)
+    site.register(app)
 
     from marketplace.services import search
 

@@ -54,3 +54,6 @@ def create_user_command(email: str, name: str, role: str, org_name: str | None, 
 def register(app: Flask) -> None:
     app.cli.add_command(seed_command)
     app.cli.add_command(users_cli)
+    from marketplace.imports.cli import lists_cli
+
+    app.cli.add_command(lists_cli)

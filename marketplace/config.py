@@ -68,6 +68,13 @@ def load_config(instance_path: str) -> dict:
         "RATELIMIT_LOGIN_ACCOUNT": os.environ.get("RATELIMIT_LOGIN_ACCOUNT") or "20 per hour",
         "RATELIMIT_REGISTER": os.environ.get("RATELIMIT_REGISTER") or "10 per hour",
         "RATELIMIT_API": os.environ.get("RATELIMIT_API") or "120 per minute",
+        "RATELIMIT_PASSWORD_RESET": os.environ.get("RATELIMIT_PASSWORD_RESET") or "5 per minute;30 per hour",
+        "RATELIMIT_PASSWORD_RESET_ACCOUNT": (
+            os.environ.get("RATELIMIT_PASSWORD_RESET_ACCOUNT") or "5 per hour"
+        ),
+        # Account links sent by email (services/accounts.py): password reset and invitations.
+        "PASSWORD_RESET_HOURS": float(os.environ.get("PASSWORD_RESET_HOURS") or 2),
+        "INVITATION_DAYS": float(os.environ.get("INVITATION_DAYS") or 7),
         # HTTP security headers (marketplace/security.py); HSTS only on HTTPS requests.
         "HSTS_SECONDS": int(os.environ.get("HSTS_SECONDS") or 31536000),
         # Number of reverse proxies in front of the app whose X-Forwarded-For/-Proto to trust.
@@ -75,6 +82,12 @@ def load_config(instance_path: str) -> dict:
         "UPLOAD_DIR": os.environ.get("UPLOAD_DIR") or str(Path(instance_path) / "uploads"),
         "MAX_UPLOAD_MB": float(os.environ.get("MAX_UPLOAD_MB", "10")),
         "DISPLAY_TIMEZONE": os.environ.get("DISPLAY_TIMEZONE") or "Asia/Shanghai",
+        # Spreadsheet imports (services/spreadsheets.py, docs/import.md): checked before parsing.
+        "IMPORT_MAX_BYTES": int(os.environ.get("IMPORT_MAX_BYTES") or 10 * 1024 * 1024),
+        "IMPORT_MAX_ROWS": int(os.environ.get("IMPORT_MAX_ROWS") or 20000),
+        "IMPORT_MAX_UNCOMPRESSED": int(os.environ.get("IMPORT_MAX_UNCOMPRESSED") or 200 * 1024 * 1024),
+        "IMPORT_MAX_RATIO": int(os.environ.get("IMPORT_MAX_RATIO") or 200),
+        "IMPORT_SIMILAR_MAX_ROWS": int(os.environ.get("IMPORT_SIMILAR_MAX_ROWS") or 1000),
         # The request limit leaves room above MAX_UPLOAD_MB so that an oversize file reaches the
         # form (and gets a message beside the field) instead of a bare 413; see create_app.
         "MAX_CONTENT_LENGTH": None,
@@ -83,6 +96,8 @@ def load_config(instance_path: str) -> dict:
         "REDIS_URL": os.environ.get("REDIS_URL") or None,
         "HUEY_SQLITE_PATH": os.environ.get("HUEY_SQLITE_PATH") or str(Path(instance_path) / "huey.db"),
         "HUEY_IMMEDIATE": _flag(os.environ.get("HUEY_IMMEDIATE")),
+        # A running job with no sign of life for this long is marked failed (services/jobs.py).
+        "JOB_STALE_SECONDS": float(os.environ.get("JOB_STALE_SECONDS") or 600),
         # Email (services/mail.py): SMTP when MAIL_SERVER is set, else written to the log.
         "MAIL_SERVER": os.environ.get("MAIL_SERVER") or None,
         "MAIL_PORT": int(os.environ.get("MAIL_PORT") or 25),

@@ -6,6 +6,7 @@ from flask import Flask, jsonify, render_template, request
 from flask_wtf.csrf import CSRFError
 from werkzeug.exceptions import HTTPException
 
+from marketplace import site
 from marketplace.extensions import db
 from marketplace.security import ControlCharactersRejected
 from marketplace.services.errors import DomainError
@@ -24,7 +25,7 @@ MESSAGES = {
 
 
 def _wants_json() -> bool:
-    return request.path.startswith("/api/")
+    return request.path.startswith("/api/v1/")  # not the HTML pages /api/docs, /api/tokens
 
 
 def _render(code: int, message: str | None = None):
@@ -37,6 +38,17 @@ def _render(code: int, message: str | None = None):
 def register(app: Flask) -> None:
     @app.errorhandler(CSRFError)
     def csrf_error(exc: CSRFError):
+        # An expired token on a form page shows the form again with the input kept (site.py).
+        try:
+            recovered = site.recover_expired_form(app, exc)
+        except DomainError as inner:
+            return _render(inner.status_code, inner.message)
+        except HTTPException as inner:
+            return _render(inner.code or 400, MESSAGES.get(inner.code or 400, inner.description))
+        if recovered is not None:
+            return recovered
+        if site.token_expired(exc):
+            return _render(400, site.EXPIRED_MESSAGE + "（请返回上一页，刷新后再提交）")
         return _render(400, "页面已过期或缺少安全令牌（CSRF），请刷新页面后重试")
 
     @app.errorhandler(ControlCharactersRejected)

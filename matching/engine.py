@@ -659,33 +659,51 @@ class MatchEngine:
             vec = s.vectors.get(item.id)
             if vec is None:
                 return []
-            scores, ids = s.vectors.search(vec[None, :], k + 1)
-            q = self._item_query(item)
-            pairs = [
-                (int(i), float(c))
-                for i, c in zip(ids[0].tolist(), scores[0].tolist(), strict=True)
-                if i >= 0 and i != item.id and c >= threshold
-            ][:k]
-            if not pairs:
+            return self._similar_by_vector(s, item, vec, k, threshold)
+
+    def similar_to(
+        self, item: Item, vec: np.ndarray, k: int = 5, min_score: float | None = None
+    ) -> list[Hit]:
+        """Near-duplicates of an item that is not indexed as it stands (a draft, an edit under
+        review, a row of an import), given its vector: the side's vectors are searched by cosine
+        and only the hits above the threshold are explained. An indexed item with the same id (the
+        published version of an edit) is excluded."""
+        threshold = self.config.duplicate_threshold if min_score is None else float(min_score)
+        with self._lock:
+            if item.side not in self._sides:
                 return []
-            lex = s.lexical.scores_for(q.weights, [i for i, _ in pairs] + [item.id])
-            best = max([lex.get(i, 0.0) for i, _ in pairs] + [lex.get(item.id, 0.0)]) or 1.0
-            hits = []
-            for other_id, cos in pairs:
-                dense = max(0.0, min(1.0, cos))
-                lexical = lex.get(other_id, 0.0) / best
-                hit = self._explain(
-                    item,
-                    s.items[other_id],
-                    target=side,
-                    dense=dense,
-                    lexical=lexical,
-                    q=q,
-                    score=dense,
-                )
-                hit.reasons.insert(0, f"内容高度相似（相似度{dense:.2f}）")
-                hits.append(hit)
-            return hits
+            vec = np.asarray(vec, dtype=np.float32)
+            return self._similar_by_vector(self._side(item.side), item, vec, k, threshold)
+
+    def _similar_by_vector(
+        self, s: _Side, item: Item, vec: np.ndarray, k: int, threshold: float
+    ) -> list[Hit]:
+        scores, ids = s.vectors.search(vec[None, :], k + 1)
+        pairs = [
+            (int(i), float(c))
+            for i, c in zip(ids[0].tolist(), scores[0].tolist(), strict=True)
+            if i >= 0 and i != item.id and c >= threshold
+        ][:k]
+        if not pairs:
+            return []
+        q = self._item_query(item)
+        lex = s.lexical.scores_for(q.weights, [i for i, _ in pairs] + [item.id])
+        best = max([lex.get(i, 0.0) for i, _ in pairs] + [lex.get(item.id, 0.0)]) or 1.0
+        hits = []
+        for other_id, cos in pairs:
+            dense = max(0.0, min(1.0, cos))
+            hit = self._explain(
+                item,
+                s.items[other_id],
+                target=item.side,
+                dense=dense,
+                lexical=lex.get(other_id, 0.0) / best,
+                q=q,
+                score=dense,
+            )
+            hit.reasons.insert(0, f"内容高度相似（相似度{dense:.2f}）")
+            hits.append(hit)
+        return hits
 
     def _rank(
         self,

@@ -5,11 +5,21 @@ from __future__ import annotations
 from collections.abc import Iterable
 
 from flask_wtf import FlaskForm
-from wtforms import SelectField, StringField, TextAreaField
+from wtforms import (
+    EmailField,
+    PasswordField,
+    RadioField,
+    SelectField,
+    SelectMultipleField,
+    StringField,
+    TextAreaField,
+)
 from wtforms.fields.choices import SelectChoice
-from wtforms.validators import DataRequired, Email, Length, Optional, Regexp
+from wtforms.validators import DataRequired, Email, EqualTo, Length, Optional, Regexp, ValidationError
 
 from marketplace.models import EntryKind, OrgKind, Role
+from marketplace.passwords import MAX_LENGTH as MAX_PASSWORD_LENGTH
+from marketplace.passwords import RULE_HINT
 
 #: Object types an audit event may point at (the model's table name) and their labels.
 AUDIT_OBJECT_TYPES: dict[str, str] = {
@@ -157,4 +167,60 @@ class UserFilterForm(_FilterForm):
     q = StringField(
         "关键词", validators=[Length(max=100, message="关键词不能超过100个字")],
         render_kw={"placeholder": "姓名或邮箱"},
+    )
+
+
+class StaffAccountForm(FlaskForm):
+    """An admin creates an organizer account: an initial password, or an emailed link."""
+
+    name = StringField(
+        "姓名", validators=[DataRequired(message="请填写姓名"), Length(max=50, message="姓名不能超过50个字")]
+    )
+    email = EmailField(
+        "登录邮箱",
+        validators=[
+            DataRequired(message="请填写登录邮箱"),
+            Email(message="邮箱格式不正确", check_deliverability=False),
+            Length(max=120, message="邮箱过长"),
+        ],
+    )
+    phone = StringField(
+        "手机",
+        validators=[Optional(), Regexp(r"^[0-9+\-()（） ]{5,30}$", message="请输入有效的电话号码")],
+    )
+    password_mode = RadioField(
+        "密码",
+        choices=choices_of([("link", "发送设置密码的邮件（推荐）"), ("password", "由我设置初始密码")]),
+        default="link",
+        validators=[DataRequired(message="请选择密码的设置方式")],
+        invalid_choice_message="请选择有效的方式",
+    )
+    password = PasswordField(
+        "初始密码",
+        validators=[Length(max=MAX_PASSWORD_LENGTH, message=f"密码不能超过{MAX_PASSWORD_LENGTH}位")],
+        description=RULE_HINT + " 请通过安全渠道告知对方，并提醒其登录后修改。",
+    )
+    confirm = PasswordField(
+        "确认初始密码", validators=[EqualTo("password", message="两次输入的密码不一致")]
+    )
+
+    def validate_password(self, field) -> None:
+        if self.password_mode.data == "password" and not field.data:
+            raise ValidationError("请设置初始密码，或改为发送设置密码的邮件")
+
+    def initial_password(self) -> str | None:
+        return self.password.data if self.password_mode.data == "password" else None
+
+
+class BulkApproveForm(FlaskForm):
+    """批量通过: the ticked entries of one kind and the open batch they go into.
+
+    Ids and the batch are checked by ``services.review`` (state, kind, batch still open).
+    """
+
+    kind = SelectField(choices=choices_of(EntryKind.choices()), invalid_choice_message="清单类型无效")
+    entries = SelectMultipleField("所选条目", validate_choice=False)
+    batch_id = SelectField(
+        "入选批次", coerce=int_or_none, validate_choice=False,
+        validators=[DataRequired(message="请选择入选批次")],
     )

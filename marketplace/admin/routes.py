@@ -28,10 +28,12 @@ from marketplace.admin.forms import (
     ApproveForm,
     AuditFilterForm,
     BatchForm,
+    BulkApproveForm,
     CommentForm,
     IdentityReturnForm,
     OrganizationFilterForm,
     RevokeForm,
+    StaffAccountForm,
     UserFilterForm,
     choices_of,
 )
@@ -54,6 +56,7 @@ from marketplace.models import (
 )
 from marketplace.paging import page_arg
 from marketplace.services import accounts, audit, batches, entries
+from marketplace.services import review as review_service
 from marketplace.services.errors import DomainError, ValidationFailed
 
 PER_PAGE = 20
@@ -83,6 +86,15 @@ ACTION_LABELS: dict[str, str] = {
     "user.create": "创建账号",
     "user.activate": "启用账号",
     "user.deactivate": "停用账号",
+    "user.password_change": "修改密码",
+    "user.reset_request": "申请重置密码",
+    "user.password_reset": "重置密码",
+    "org.invite": "邀请同事",
+    "org.invite_cancel": "取消邀请",
+    "org.join": "接受邀请加入",
+    "org.member_remove": "移出成员",
+    "org.admin_handover": "移交管理员",
+    "org.license": "上传证照",
 }
 
 
@@ -213,9 +225,59 @@ def review():
         "admin/review.html",
         kind=kind,
         queue=queue,
+        queue_by_kind=[(k, [e for e in queue if e.kind == k]) for k in KINDS if not kind or k == kind],
+        open_batches={k: batches.open_batches(k) for k in KINDS},
         revisions=revisions,
         revision_entries=_entries_of_revisions(revisions),
     )
+
+
+def _bulk_selection(form: BulkApproveForm):
+    """The checked selection of a bulk form, or None after flashing why it cannot go on."""
+    if not form.validate_on_submit():
+        for errors in form.errors.values():
+            for message in errors:
+                flash(message, "danger")
+        return None
+    try:
+        ids = review_service.parse_ids(form.entries.data or [])
+        return review_service.select_for_bulk(_actor(), form.kind.data, ids, form.batch_id.data)
+    except ValidationFailed as exc:
+        for message in exc.errors.values():
+            flash(message, "danger")
+    return None
+
+
+@bp.post("/review/bulk")
+def bulk_review():
+    """批量通过, step 1: show what will happen and ask to confirm (works without JavaScript)."""
+    form = BulkApproveForm()
+    selection = _bulk_selection(form)
+    if selection is None:
+        return redirect(url_for(".review", kind=form.kind.data if form.kind.data in KINDS else None))
+    _preload_categories(selection.entries)
+    return render_template("admin/review_bulk.html", selection=selection, form=form)
+
+
+@bp.post("/review/bulk/approve")
+def bulk_approve():
+    """批量通过, step 2: approve them all in one transaction, or none."""
+    form = BulkApproveForm()
+    kind = form.kind.data if form.kind.data in KINDS else None
+    if not form.validate_on_submit():
+        for errors in form.errors.values():
+            for message in errors:
+                flash(message, "danger")
+        return redirect(url_for(".review", kind=kind))
+    try:
+        ids = review_service.parse_ids(form.entries.data or [])
+        selection = review_service.bulk_approve(_actor(), form.kind.data, ids, form.batch_id.data)
+    except ValidationFailed as exc:
+        for message in exc.errors.values():
+            flash(message, "danger")
+        return redirect(url_for(".review", kind=kind))
+    flash(f"已批量审核通过{len(selection.entries)}个条目，入选「{selection.batch.title}」", "success")
+    return redirect(url_for(".review", kind=kind))
 
 
 def _render_entry(entry, approve_form: ApproveForm | None = None, return_form: CommentForm | None = None):
@@ -661,6 +723,25 @@ def _set_active(id: int, active: bool):
     else:
         flash(f"已{'启用' if active else '停用'}账号 {user.email}", "success")
     return redirect(url_for(".users"))
+
+
+@bp.route("/users/new", methods=["GET", "POST"])
+@admin_required
+def new_user():
+    """An admin creates an organizer account (initial password or an emailed set-password link)."""
+    form = StaffAccountForm()
+    if form.validate_on_submit():
+        try:
+            user = accounts.create_staff_account(
+                _actor(), form.email.data, form.name.data, form.phone.data or "", form.initial_password()
+            )
+        except ValidationFailed as exc:
+            attach_errors(form, exc)
+        else:
+            how = "已设置初始密码" if form.initial_password() else "设置密码的邮件已发送"
+            flash(f"已创建组织方账号 {user.email}（{how}）", "success")
+            return redirect(url_for(".users", q=user.email))
+    return render_template("admin/user_form.html", form=form)
 
 
 @bp.post("/users/<int:id>/activate")

@@ -1,67 +1,49 @@
-"""JSON endpoints of the matching engine. GET only; errors are JSON (see ``marketplace.errors``).
+"""JSON endpoints under ``/api/v1``. GET only; errors are JSON (see ``marketplace.errors``).
 
-* ``GET /api/v1/opportunities/<id>/products?k=20&region=&maturity=&tag=``
-* ``GET /api/v1/products/<id>/opportunities?k=20&region=&category=&include_closed=0``
-* ``GET /api/v1/search?q=...&side=products|opportunities&k=20&region=&category=&maturity=&tag=``
-  ``&include_closed=0``
+* ``GET /opportunities``, ``GET /products``: pages of published entries (public).
+* ``GET /search?q=…&side=products|opportunities``: free text against published entries (public).
+* ``GET /opportunities/<id>/products``, ``GET /products/<id>/opportunities``: the rankings of an
+  entry, by the matching pages' rule (``services.matching.require_match_access``): members of the
+  entry's own organization and organizers (a draft works for them too). Anonymous callers get
+  401, other users 403 for a published entry and 404 for a hidden one.
+* ``GET /openapi.json``: the OpenAPI 3.1 document, generated from these views (``openapi.py``).
 
-Opportunities carry ``deadline`` (a Beijing date) and ``open`` (征集中); rankings of needs
-leave out closed needs unless ``include_closed=1``.
-
-Results are published entries only. The two rankings follow the matching pages' rule
-(``services.matching.require_match_access``): they are for members of the entry's own
-organization and for organizers (a draft works for them too). Anonymous callers get 401,
-other users 403 for a published entry and 404 for a hidden one. Free-text search stays public.
-Invalid parameters give 400, unknown ids 404. The whole API shares one rate limit per client
-address (``RATELIMIT_API``); over it, 429 JSON. Authentication is the site's session cookie.
+Results are published entries only. Opportunities carry ``deadline`` (a Beijing date) and
+``open`` (征集中); rankings and searches of needs leave out closed needs unless
+``include_closed=true``. Invalid parameters give 400, unknown ids 404, more calls than
+``RATELIMIT_API`` per token or client address 429. Authentication: ``auth.py``.
 """
 
 from __future__ import annotations
 
-import re
+from datetime import UTC, datetime
 from typing import Any
 
-from flask import abort, jsonify, request, url_for
+from flask import current_app, jsonify, url_for
 from flask_login import current_user
 
 from marketplace import security
-from marketplace.api import bp
+from marketplace.api import auth, bp, schemas
+from marketplace.api.openapi import build_document, operation, parse_query
 from marketplace.extensions import limiter
-from marketplace.models import EntryKind
-from marketplace.services import matching
-from marketplace.services.errors import ValidationFailed
+from marketplace.models import EntryKind, Opportunity, Product
+from marketplace.services import matching, portal
+from marketplace.services.api_tokens import AuthenticationRequired
+from marketplace.services.search import EntryFilters
 
-limiter.shared_limit(security.api_limit, scope="api")(bp)
+limiter.shared_limit(security.api_limit, scope="api", key_func=auth.rate_limit_key)(bp)
 
-DEFAULT_K = 20
+LOGIN_REQUIRED = "请先登录，或使用个人 API 令牌（Authorization: Bearer mkt_…）"
 SIDES = {"products": EntryKind.PRODUCT.value, "opportunities": EntryKind.OPPORTUNITY.value}
-_DIGITS = re.compile(r"[0-9]{1,6}")
-
-
-def _k() -> int:
-    raw = request.args.get("k")
-    if raw is None:
-        return DEFAULT_K
-    if not _DIGITS.fullmatch(raw):
-        raise ValidationFailed({"k": f"k 应为 1 到 {matching.MAX_K} 之间的整数"})
-    return int(raw)
-
-
-def _args(*names: str) -> dict[str, str | None]:
-    return {name: request.args.get(name) or None for name in names}
-
-
-def _include_closed() -> bool:
-    """``include_closed=1|true`` adds needs whose deadline has passed (default: open ones only)."""
-    raw = (request.args.get("include_closed") or "0").lower()
-    if raw not in ("0", "1", "true", "false"):
-        raise ValidationFailed({"include_closed": "include_closed 只能是 0、1、true 或 false"})
-    return raw in ("1", "true")
 
 
 def deadline_fields(entry) -> dict[str, Any]:
     """``deadline`` (a Beijing date, ISO) and ``open`` (征集中) of an opportunity."""
     return {"deadline": entry.deadline.isoformat() if entry.deadline else None, "open": entry.is_open}
+
+
+def _timestamp(value: datetime | None) -> str | None:
+    return value.replace(tzinfo=UTC).isoformat() if value is not None else None
 
 
 def _result(rank: int, result: matching.MatchResult) -> dict[str, Any]:
@@ -99,7 +81,7 @@ def _result(rank: int, result: matching.MatchResult) -> dict[str, Any]:
     return data
 
 
-def _response(query: dict[str, Any], results: list[matching.MatchResult]):
+def _ranking(query: dict[str, Any], results: list[matching.MatchResult]):
     return jsonify(
         query=query,
         encoder=matching.encoder_name(),
@@ -110,52 +92,177 @@ def _response(query: dict[str, Any], results: list[matching.MatchResult]):
 def _require_login() -> None:
     """Rankings are not public: anonymous callers get 401 before anything is looked up."""
     if not current_user.is_authenticated:
-        abort(401)
+        raise AuthenticationRequired(LOGIN_REQUIRED)
+
+
+def _filters(query: schemas.Query, *names: str) -> dict[str, str | None]:
+    return {name: getattr(query, name) for name in names}
+
+
+# -------------------------------------------------------------------- rankings (owner, organizers)
 
 
 @bp.get("/opportunities/<int:id>/products")
+@operation(
+    summary="为一条场景需求推荐产品",
+    description="按匹配度排列能回应该需求的已发布产品，并给出得分构成与推荐理由。"
+    "只对需求发布单位的成员和组织方开放（草稿也可查询）；其他登录用户查询已发布需求得到 403，"
+    "查询未公开需求得到 404。",
+    tag="匹配",
+    query=schemas.OpportunityProductsQuery,
+    response=schemas.OpportunityProducts,
+    login_required=True,
+)
 def opportunity_products(id: int):
     _require_login()
-    k, filters = _k(), _args("region", "maturity", "tag")
-    entry, results = matching.products_for_opportunity_id(current_user, id, k, **filters)
-    query = {
+    query = parse_query(schemas.OpportunityProductsQuery)
+    filters = _filters(query, "region", "maturity", "tag")
+    entry, results = matching.products_for_opportunity_id(current_user, id, query.k, **filters)
+    echo = {
         "kind": entry.kind,
         "id": entry.id,
         "title": entry.title,
         "status": entry.status,
         **deadline_fields(entry),
-        "k": k,
+        "k": query.k,
         "filters": filters,
     }
-    return _response(query, results)
+    return _ranking(echo, results)
 
 
 @bp.get("/products/<int:id>/opportunities")
+@operation(
+    summary="为一个产品推荐场景需求",
+    description="按匹配度排列该产品可以回应的已发布需求（默认只含征集中的需求）。"
+    "只对产品所属单位的成员和组织方开放，规则同匹配页面。",
+    tag="匹配",
+    query=schemas.ProductOpportunitiesQuery,
+    response=schemas.ProductOpportunities,
+    login_required=True,
+)
 def product_opportunities(id: int):
     _require_login()
-    k, filters, include_closed = _k(), _args("region", "category"), _include_closed()
+    query = parse_query(schemas.ProductOpportunitiesQuery)
+    filters = _filters(query, "region", "category")
     entry, results = matching.opportunities_for_product_id(
-        current_user, id, k, include_closed=include_closed, **filters
+        current_user, id, query.k, include_closed=query.include_closed, **filters
     )
-    query = {
+    echo = {
         "kind": entry.kind,
         "id": entry.id,
         "name": entry.name,
         "status": entry.status,
-        "k": k,
+        "k": query.k,
         "filters": filters,
-        "include_closed": include_closed,
+        "include_closed": query.include_closed,
     }
-    return _response(query, results)
+    return _ranking(echo, results)
+
+
+# -------------------------------------------------------------------- public
 
 
 @bp.get("/search")
+@operation(
+    summary="自由文本检索已发布条目",
+    description="用一段文字（例如“找能做独居老人跌倒检测的企业”）检索已发布的产品或需求，"
+    "排序方式与匹配相同（语义 + 关键词 + 结构化信号）。公开，无需认证。",
+    tag="检索",
+    query=schemas.SearchQuery,
+    response=schemas.SearchResults,
+)
 def search():
-    side_arg = request.args.get("side", "products")
-    if side_arg not in SIDES:
-        raise ValidationFailed({"side": "side 只能是 products 或 opportunities"})
-    k, filters, include_closed = _k(), _args("region", "category", "maturity", "tag"), _include_closed()
-    q = request.args.get("q", "")
-    results = matching.search_text(q, SIDES[side_arg], k, include_closed=include_closed, **filters)
-    query = {"q": q.strip(), "side": side_arg, "k": k, "filters": filters, "include_closed": include_closed}
-    return _response(query, results)
+    query = parse_query(schemas.SearchQuery)
+    filters = _filters(query, "region", "category", "maturity", "tag")
+    results = matching.search_text(
+        query.q, SIDES[query.side], query.k, include_closed=query.include_closed, **filters
+    )
+    echo = {
+        "q": query.q.strip(),
+        "side": query.side,
+        "k": query.k,
+        "filters": filters,
+        "include_closed": query.include_closed,
+    }
+    return _ranking(echo, results)
+
+
+def _pagination(page) -> dict[str, int]:
+    return {"page": page.page, "per_page": page.per_page, "total": page.total or 0, "pages": page.pages}
+
+
+def _opportunity(entry: Opportunity) -> dict[str, Any]:
+    return {
+        "id": entry.id,
+        "title": entry.title,
+        "description": entry.description,
+        "organization": entry.owner.name,
+        "region": entry.region_label,
+        "area": entry.field_area,
+        "category": entry.field_category,
+        "tier": entry.tier,
+        "stage": entry.stage,
+        **deadline_fields(entry),
+        "batch": entry.batch.title if entry.batch else None,
+        "published_at": _timestamp(entry.published_at),
+        "url": url_for("portal.opportunity", id=entry.id),
+    }
+
+
+def _product(entry: Product) -> dict[str, Any]:
+    return {
+        "id": entry.id,
+        "name": entry.name,
+        "description": entry.description,
+        "organization": entry.owner.name,
+        "region": entry.region_label,
+        "maturity": entry.maturity,
+        "categories": entry.categories,
+        "tags": entry.tags,
+        "batch": entry.batch.title if entry.batch else None,
+        "published_at": _timestamp(entry.published_at),
+        "url": url_for("portal.product", id=entry.id),
+    }
+
+
+@bp.get("/opportunities")
+@operation(
+    summary="已发布的机会清单",
+    description="分页列出已发布的场景需求：征集中的在前，其次按发布时间倒序。公开，无需认证。",
+    tag="清单",
+    query=schemas.OpportunityListQuery,
+    response=schemas.OpportunityList,
+)
+def opportunities():
+    query = parse_query(schemas.OpportunityListQuery)
+    filters = EntryFilters(area=query.area, category=query.category, city=query.region, state=query.state)
+    page = portal.list_opportunities(filters, page=query.page, per_page=query.per_page).page
+    return jsonify(pagination=_pagination(page), results=[_opportunity(e) for e in page.items])
+
+
+@bp.get("/products")
+@operation(
+    summary="已发布的产品清单",
+    description="分页列出已发布的产品与解决方案，按发布时间倒序。公开，无需认证。",
+    tag="清单",
+    query=schemas.ProductListQuery,
+    response=schemas.ProductList,
+)
+def products():
+    query = parse_query(schemas.ProductListQuery)
+    filters = EntryFilters(
+        area=query.area, category=query.category, city=query.region, maturity=query.maturity, tag=query.tag
+    )
+    page = portal.list_products(filters, page=query.page, per_page=query.per_page).page
+    return jsonify(pagination=_pagination(page), results=[_product(e) for e in page.items])
+
+
+@bp.get("/openapi.json")
+@operation(
+    summary="本 API 的 OpenAPI 3.1 文档",
+    description="由代码生成；人类可读版本见 /api/docs。",
+    tag="文档",
+    response=schemas.OpenApiDocument,
+)
+def openapi_document():
+    return jsonify(build_document(current_app))

@@ -10,6 +10,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 
 from flask_wtf import FlaskForm
+from flask_wtf.file import FileField, FileRequired
 from wtforms import (
     BooleanField,
     EmailField,
@@ -36,8 +37,9 @@ from marketplace.models import OrgKind
 from marketplace.passwords import MAX_LENGTH as MAX_PASSWORD_LENGTH
 from marketplace.passwords import RULE_HINT, password_problem
 from marketplace.reference import reference
-from marketplace.services.accounts import OrganizationData, UserData
+from marketplace.services.accounts import OrganizationData, Upload, UserData
 
+LICENSE_ACCEPT = ".pdf,.png,.jpg,.jpeg,application/pdf,image/png,image/jpeg"
 PHONE = Regexp(r"^[0-9+\-()（） ]{5,30}$", message="请输入有效的电话号码")
 
 
@@ -211,7 +213,18 @@ class RegisterForm(OrganizationForm):
         "确认密码",
         validators=[DataRequired("请再次输入密码"), EqualTo("password", "两次输入的密码不一致")],
     )
+    license = FileField(
+        "营业执照或统一社会信用代码证书（选填）",
+        description=(
+            "图片（PNG、JPEG）或 PDF，不超过 10 MB；组织方认证单位时核对。也可以注册后在单位信息页上传。"
+            "如表单有误需重新提交，请重新选择文件。"
+        ),
+        render_kw={"accept": LICENSE_ACCEPT},
+    )
     submit = SubmitField("提交注册")
+
+    def license_upload(self) -> Upload | None:
+        return file_upload(self.license)
 
     def validate_password(self, field) -> None:
         """The password rule (``marketplace.passwords``), with the reason beside the field."""
@@ -232,3 +245,107 @@ class RegisterForm(OrganizationForm):
             name=self.user_name.data.strip(),
             phone=self.phone.data.strip(),
         )
+
+
+
+def file_upload(field: FileField) -> Upload | None:
+    """The uploaded file of ``field`` for a service, or None when no file was chosen."""
+    data = field.data
+    if data is None or not getattr(data, "filename", None):
+        return None
+    return Upload(stream=data.stream, filename=data.filename)
+
+
+def _new_password_field(label: str = "新密码") -> PasswordField:
+    return PasswordField(
+        label,
+        validators=[
+            DataRequired("请设置密码"),
+            Length(max=MAX_PASSWORD_LENGTH, message=f"密码不能超过{MAX_PASSWORD_LENGTH}位"),
+        ],
+        description=RULE_HINT,
+    )
+
+
+def _confirm_field() -> PasswordField:
+    return PasswordField(
+        "确认新密码",
+        validators=[DataRequired("请再次输入密码"), EqualTo("password", "两次输入的密码不一致")],
+    )
+
+
+class ChangePasswordForm(BaseForm):
+    """The password rule itself is checked by the service (it knows the account's details)."""
+
+    current_password = PasswordField(
+        "当前密码",
+        validators=[DataRequired("请输入当前密码"), Length(max=MAX_PASSWORD_LENGTH, message="密码过长")],
+    )
+    password = _new_password_field()
+    confirm = _confirm_field()
+    submit = SubmitField("修改密码")
+
+
+def _strip(value: str | None) -> str | None:
+    return value.strip() if isinstance(value, str) else value
+
+
+class ForgotPasswordForm(BaseForm):
+    email = EmailField(
+        "登录邮箱",
+        filters=[_strip],
+        validators=[
+            DataRequired("请输入登录邮箱"),
+            Email("邮箱格式不正确"),
+            Length(max=120, message="邮箱过长"),
+        ],
+    )
+    submit = SubmitField("发送重置链接")
+
+
+class ResetPasswordForm(BaseForm):
+    password = _new_password_field()
+    confirm = _confirm_field()
+    submit = SubmitField("设置新密码")
+
+
+class InviteForm(BaseForm):
+    email = EmailField(
+        "同事的邮箱",
+        filters=[_strip],
+        validators=[
+            DataRequired("请输入邮箱"),
+            Email("邮箱格式不正确"),
+            Length(max=120, message="邮箱过长"),
+        ],
+        render_kw={"placeholder": "name@example.cn"},
+    )
+    submit = SubmitField("发送邀请")
+
+
+class AcceptInvitationForm(BaseForm):
+    """An invited colleague's account; the email is the invitation's."""
+
+    name = StringField(
+        "姓名", validators=[DataRequired("请填写姓名"), Length(max=50, message="姓名不能超过50个字")]
+    )
+    phone = StringField("手机", validators=[DataRequired("请填写手机号码"), PHONE])
+    password = _new_password_field("密码")
+    confirm = PasswordField(
+        "确认密码",
+        validators=[DataRequired("请再次输入密码"), EqualTo("password", "两次输入的密码不一致")],
+    )
+    submit = SubmitField("创建账号并加入")
+
+
+class LicenseForm(BaseForm):
+    license = FileField(
+        "营业执照或统一社会信用代码证书",
+        validators=[FileRequired("请选择要上传的文件")],
+        description="图片（PNG、JPEG）或 PDF，不超过 10 MB，按文件内容识别类型。",
+        render_kw={"accept": LICENSE_ACCEPT},
+    )
+    submit = SubmitField("上传")
+
+    def license_upload(self) -> Upload | None:
+        return file_upload(self.license)

@@ -12,6 +12,25 @@ Each app gets one Huey instance, built from its config in :func:`init_app` and k
 Jobs report through the database (and the log), not through Huey results, which are
 switched off so that nothing piles up in the queue storage.
 
+**Tracked jobs** (:func:`tracked_job`) are the long work a user waits for (an import, index
+encoding): each run has a :class:`~marketplace.models.Job` row with status and progress that
+the pages (``/jobs``) and the CLI show. Create the row and queue the job through the service::
+
+    from marketplace.services import jobs as job_records
+    job = job_records.create("imports.preview", title="导入预览：products.xlsx", actor=user, params={...})
+    job_records.submit(job)          # queues the tracked job named job.kind with job.id
+
+    @tracked_job("imports.preview")
+    def run_preview(job: Job, progress: Progress) -> dict | None:
+        ...                          # returns the JSON result (it may carry a "url" to link to)
+
+The wrapper (:func:`marketplace.services.jobs.run_tracked`) marks the row running, calls the
+function, and marks it succeeded (in the same transaction as the function's writes) or failed
+(after a rollback); see that module for progress, heartbeats and the stale sweep.
+
+Modules that register jobs are listed in :data:`TASK_MODULES`; :func:`init_app` imports them
+before it builds the queue.
+
 Jobs are plain functions registered with :func:`job` (see :mod:`marketplace.jobs.tasks`). Every
 job runs inside its own app context of the app that built the queue, so it gets its own
 database session, as a request does. The consumer process builds that app once through the
@@ -54,6 +73,11 @@ class JobSpec:
 
 
 _REGISTRY: dict[str, JobSpec] = {}
+#: The names of the registered tracked jobs (:func:`tracked_job`).
+_TRACKED: set[str] = set()
+
+#: Modules whose import registers jobs (add yours here).
+TASK_MODULES: tuple[str, ...] = ("marketplace.jobs.tasks", "marketplace.imports.tasks")
 
 
 def job(name: str, schedule: Schedule | None = None) -> Callable[[Callable], Callable]:
@@ -63,12 +87,44 @@ def job(name: str, schedule: Schedule | None = None) -> Callable[[Callable], Cal
     """
 
     def decorator(func: Callable) -> Callable:
-        if name in _REGISTRY and _REGISTRY[name].func is not func:
+        known = _REGISTRY.get(name)
+        if known is not None and known.func is not func and _qualname(known.func) != _qualname(func):
             raise RuntimeError(f"job {name!r} is already registered")
         _REGISTRY[name] = JobSpec(name, func, schedule)
         return func
 
     return decorator
+
+
+def tracked_job(name: str) -> Callable[[Callable], Callable]:
+    """Register ``func(job, progress) -> dict | None`` as the tracked job ``name``.
+
+    The queued task takes the Job's id; :func:`marketplace.services.jobs.run_tracked` runs it.
+    The function itself is returned unchanged, so tests can call it with a ``NullProgress``.
+    """
+
+    def decorator(func: Callable) -> Callable:
+        @functools.wraps(func)
+        def run(job_id: int) -> None:
+            from marketplace.services import jobs as job_records
+
+            job_records.run_tracked(job_id, func)
+
+        job(name)(run)
+        _TRACKED.add(name)
+        return func
+
+    return decorator
+
+
+def is_tracked(name: str) -> bool:
+    """Whether ``name`` is a registered tracked job (one that takes a Job id)."""
+    return name in _TRACKED
+
+
+def _qualname(func: Callable) -> str:
+    """Where a function was defined (a module imported twice re-registers the same job)."""
+    return f"{func.__module__}.{func.__qualname__}"
 
 
 class JobQueue:
@@ -114,8 +170,12 @@ def init_app(app: Flask) -> JobQueue:
     """Build the app's Huey instance and register every job on it (once per app)."""
     if EXTENSION_KEY in app.extensions:
         raise RuntimeError("the job queue is already registered on this app")
-    from marketplace.jobs import tasks  # noqa: F401  (registers the jobs)
+    import importlib
+
     from marketplace.jobs.cli import jobs_cli
+
+    for module in TASK_MODULES:
+        importlib.import_module(module)  # registers its jobs
 
     huey = create_huey(app.config)
     wrappers: dict[str, TaskWrapper] = {}

@@ -13,15 +13,22 @@ from huey import crontab
 
 from marketplace import timeutil
 from marketplace.jobs import job
-from marketplace.services import mail, match_alerts
+from marketplace.services import accounts, mail, match_alerts
+from marketplace.services import jobs as job_records
 
 DRAIN_OUTBOX = mail.DRAIN_JOB
 DEADLINE_DIGEST = "notifications.deadline_digest"
 NEW_MATCH_DIGEST = "notifications.new_match_digest"
+SWEEP_STALE_JOBS = "jobs.sweep_stale"
+PASSWORD_RESET = accounts.PASSWORD_RESET_JOB
 
 
 def every_minute(config: dict[str, Any]):
     return crontab(minute="*")
+
+
+def every_five_minutes(config: dict[str, Any]):
+    return crontab(minute="*/5")
 
 
 def daily_digest_time(config: dict[str, Any]):
@@ -46,3 +53,15 @@ def deadline_digest() -> None:
 @job(NEW_MATCH_DIGEST, schedule=daily_digest_time)
 def new_match_digest() -> None:
     match_alerts.new_match_digest()
+
+
+@job(SWEEP_STALE_JOBS, schedule=every_five_minutes)
+def sweep_stale_jobs() -> None:
+    """Mark failed the running jobs whose consumer died (no heartbeat for ``JOB_STALE_SECONDS``)."""
+    job_records.sweep_stale()
+
+
+@job(PASSWORD_RESET)
+def send_password_reset(email: str) -> None:
+    """「忘记密码」: look the address up and email a link, outside the request (no timing leak)."""
+    accounts.send_password_reset(email)

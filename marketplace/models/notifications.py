@@ -36,6 +36,10 @@ class NotificationKind(LabelledEnum):
     INVITATION_ANSWER = "invitation_answer", "对接邀请答复"
     REGISTRATION_STATUS = "registration_status", "活动报名状态"
     ORG_IDENTITY = "org_identity", "单位名称或信用代码变更审核"
+    STAGE_CHANGED = "stage_changed", "场景阶段变化"
+    SIGNING = "signing", "项目签约"
+    LAB_LINK = "lab_link", "实验室对接"
+    DESIGNATION = "designation", "十百千认定"
 
 
 class OutboxStatus(LabelledEnum):

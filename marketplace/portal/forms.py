@@ -7,6 +7,7 @@ unknown value gets a Chinese form error and that filter is ignored; it never rea
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterable
 
 from flask_wtf import FlaskForm
@@ -82,6 +83,9 @@ class FilterForm(FlaskForm):
             SelectChoice(c, optgroup=area) for area, categories in ref.areas for c in categories
         )
         self.city.set_options(SelectChoice(c) for c in ref.cities)
+        # The county list follows the city in the browser (app.js); without JS, after 筛选.
+        self.city.render_kw = {"data-counties": json.dumps(ref.city_counties, ensure_ascii=False),
+                               "data-county-target": self.county.id}
         # Counties of the chosen city; without a valid city any county is an error.
         self.county.set_options(SelectChoice(c) for c in ref.city_counties.get(self.city.data or "", ()))
 

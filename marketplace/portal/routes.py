@@ -12,7 +12,7 @@ from marketplace.models import EntryKind
 from marketplace.paging import page_arg
 from marketplace.portal import bp
 from marketplace.portal.forms import OpportunityFilterForm, ProductFilterForm, SearchForm
-from marketplace.services import matching, portal
+from marketplace.services import lifecycle, matching, portal
 from marketplace.services import responses as response_service
 from marketplace.services.search import highlight, snippet
 
@@ -57,7 +57,9 @@ def opportunity(id: int):
     entry = portal.get_published_opportunity(id)
     similar = matching.similar(EntryKind.OPPORTUNITY, entry)
     panel = response_service.opportunity_panel(current_user, entry)
-    return render_template("portal/opportunity.html", entry=entry, similar=similar, panel=panel)
+    timeline = lifecycle.timeline(current_user, entry)
+    return render_template("portal/opportunity.html", entry=entry, similar=similar, panel=panel,
+                           timeline=timeline)
 
 
 @bp.get("/products/<int:id>")

@@ -409,6 +409,13 @@ def restore(actor: User, entry: Entry) -> None:
 
 def approve(actor: User, entry: Entry, batch: Batch) -> None:
     """Accept a submitted entry into an open batch of the same kind."""
+    stage_approval(actor, entry, batch)
+    db.session.commit()
+
+
+def stage_approval(actor: User, entry: Entry, batch: Batch, summary: str = "审核通过") -> None:
+    """:func:`approve` without the commit, so that several approvals can share one transaction
+    (``services.review.bulk_approve``). Raises before changing anything when a rule is broken."""
     require_staff(actor)
     if entry.status != EntryStatus.SUBMITTED:
         raise InvalidTransition(f"「{entry.status_label}」状态的条目不能审核通过")
@@ -419,9 +426,8 @@ def approve(actor: User, entry: Entry, batch: Batch) -> None:
     entry.status = EntryStatus.APPROVED
     entry.batch_id = batch.id
     entry.review_comment = None
-    audit.record(actor, "entry.approve", entry, f"审核通过，入选「{batch.title}」")
+    audit.record(actor, "entry.approve", entry, f"{summary}，入选「{batch.title}」")
     notifications.entry_approved(entry, batch)
-    db.session.commit()
 
 
 def return_entry(actor: User, entry: Entry, comment: str) -> None:

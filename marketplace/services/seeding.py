@@ -155,6 +155,10 @@ def load_seeds(seeds_dir: str) -> SeedReport:
             user.set_password(rec["password"])
             db.session.add(user)
             report.add("users")
+        db.session.flush()
+        from marketplace.services.accounts import ensure_org_admins
+
+        ensure_org_admins()  # the earliest user of each organization is its 管理员
 
     responses_file = root / "responses.json"
     if responses_file.exists():
@@ -167,6 +171,13 @@ def load_seeds(seeds_dir: str) -> SeedReport:
 
         db.session.flush()
         load_events(json.loads(events_file.read_text(encoding="utf-8")), by_name, report)
+
+    programme_file = root / "programme.json"
+    if programme_file.exists():
+        from marketplace.services.programme_seeds import load_programme
+
+        db.session.flush()
+        load_programme(json.loads(programme_file.read_text(encoding="utf-8")), by_name, report)
 
     if report.changed:
         index_sync.bump()

@@ -99,6 +99,17 @@ def load_user(user_id: str) -> User | None:
     return user
 
 
+def is_remembered(user: User) -> bool:
+    """Whether the user's current sign-in (``user.login_token``) is a remember-me login."""
+    if not user.login_token:
+        return False
+    return bool(db.session.scalar(
+        select(LoginToken.remember).where(
+            LoginToken.token_hash == hash_token(user.login_token), LoginToken.user_id == user.id
+        )
+    ))
+
+
 def end_login(user: User) -> None:
     """Revoke the token of the current sign-in (logout). Commits."""
     if user.login_token:

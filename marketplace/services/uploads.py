@@ -13,6 +13,7 @@ import hashlib
 import os
 import secrets
 import unicodedata
+import zipfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import BinaryIO
@@ -23,13 +24,19 @@ from marketplace.extensions import db
 from marketplace.models import StoredFile, User
 from marketplace.services.errors import NotFound, ValidationFailed
 
-#: Magic numbers of the types we accept anywhere, checked in this order.
+XLSX = "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet"
+#: Magic numbers of the types we accept anywhere, checked in this order (an XLSX is a zip; the
+#: check below also looks for the workbook in the zip's directory).
 SIGNATURES: tuple[tuple[str, bytes, str], ...] = (
     ("application/pdf", b"%PDF-", "PDF"),
     ("image/png", b"\x89PNG\r\n\x1a\n", "PNG"),
     ("image/jpeg", b"\xff\xd8\xff", "JPEG"),
+    (XLSX, b"PK\x03\x04", "XLSX"),
 )
-TYPE_LABELS = {mime: label for mime, _, label in SIGNATURES}
+#: Text has no magic number: a policy that accepts it gets :func:`sniff_csv` on the first bytes.
+CSV = "text/csv"
+TYPE_LABELS = {mime: label for mime, _, label in SIGNATURES} | {CSV: "CSV"}
+_TEXT_HEAD = 8192
 MAX_NAME_LENGTH = 200
 _CHUNK = 1024 * 1024
 
@@ -57,6 +64,34 @@ def sniff(head: bytes) -> str | None:
         if head.startswith(magic):
             return mime
     return None
+
+
+def sniff_csv(head: bytes) -> str | None:
+    """``text/csv`` when the first bytes are text in UTF-8 or GB18030 (no NUL, no control
+    characters but tab and line breaks); a multi-byte character cut at the end is allowed."""
+    if not head or b"\x00" in head:
+        return None
+    for encoding in ("utf-8-sig", "gb18030"):
+        try:
+            text = head.decode(encoding)
+        except UnicodeDecodeError as exc:
+            if exc.start < len(head) - 3:
+                continue
+            text = head[: exc.start].decode(encoding)
+        if all(ch in "\t\r\n" or not unicodedata.category(ch).startswith("C") for ch in text):
+            return CSV
+    return None
+
+
+def _is_xlsx(stream: BinaryIO) -> bool:
+    """A zip whose directory names an Excel workbook (reads the directory only, never inflates)."""
+    try:
+        with zipfile.ZipFile(stream) as archive:
+            return "xl/workbook.xml" in archive.namelist()
+    except (zipfile.BadZipFile, OSError, ValueError):
+        return False
+    finally:
+        stream.seek(0)
 
 
 def clean_filename(name: str | None) -> str:
@@ -104,6 +139,11 @@ def check(
         raise ValidationFailed({field: f"文件不能超过 {limit / 1024 / 1024:g} MB"})
     mime = sniff(stream.read(16))
     stream.seek(0)
+    if mime is None and CSV in policy.types:
+        mime = sniff_csv(stream.read(_TEXT_HEAD))
+        stream.seek(0)
+    if mime == XLSX and not _is_xlsx(stream):
+        mime = None
     if mime not in policy.types:
         raise ValidationFailed({field: f"只接受 {policy.types_label} 文件（按文件内容识别，改扩展名无效）"})
     return name, size, mime

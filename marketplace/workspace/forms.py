@@ -172,12 +172,12 @@ class ProductForm(EntryForm):
         description="说明产品的功能、技术路线、部署方式和优势",
         render_kw={"rows": 6},
     )
-    fields = SelectMultipleField(
+    #: Checkboxes grouped by area, with a keyword filter (templates/workspace/_macros.html).
+    fields = MultiCheckboxField(
         "应用领域",
         validators=[DataRequired("请至少选择一个应用领域")],
         invalid_choice_message="应用领域无效",
-        description=f"可选1–{MAX_PRODUCT_FIELDS}个；按住 Ctrl（Mac 为 ⌘）多选",
-        render_kw={"size": 8},
+        description=f"可选1–{MAX_PRODUCT_FIELDS}个，按领域分组勾选",
     )
     tags = MultiCheckboxField(
         "技术标签",

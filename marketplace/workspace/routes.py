@@ -148,10 +148,17 @@ def index():
         products = workspace_service.organization_entries(
             EntryKind.PRODUCT, organization, status, page_arg("prod_page"), per_page
         )
-    tab = "products" if products is not None and request.args.get("tab") == "products" else "opportunities"
+    tab = request.args.get("tab") or workspace_service.landing_tab(organization)
+    if tab not in ("products", "opportunities") or (tab == "products" and products is None):
+        tab = "opportunities"
+    firm = organization.can_own_products
     return render_template(
         "workspace/index.html",
         organization=organization,
+        firm=firm,
+        fits=workspace_service.fitting_opportunities(organization) if firm else [],
+        my_responses=workspace_service.recent_responses(current_user) if firm else [],
+        needs=workspace_service.needs_with_candidates(organization) if not firm else [],
         counts=workspace_service.status_counts(organization),
         statuses=list(EntryStatus),
         status=status,

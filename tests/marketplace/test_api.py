@@ -205,7 +205,11 @@ def test_rankings_need_a_login(corpus, client):
     for endpoint in ("products", "opportunities"):
         response = client.get(_urls(corpus)[endpoint])
         assert response.status_code == 401
-        assert response.get_json()["error"] == {"code": 401, "message": "请先登录"}
+        assert response.get_json()["error"] == {
+            "code": 401,
+            "message": "请先登录，或使用个人 API 令牌（Authorization: Bearer mkt_…）",
+        }
+        assert response.headers["WWW-Authenticate"].startswith("Bearer")
 
 
 def test_rankings_of_a_published_entry_are_403_for_other_organizations(make, corpus, client, auth):

@@ -158,6 +158,7 @@ def test_edit_form_is_prefilled_from_the_entry(auth, client, make, member):
     entry = make.product(member.organization, fields=("交通出行", "文化旅游"), tags=("5G",))
     html = client.get(f"/my/products/{entry.id}/edit").get_data(as_text=True)
     assert f'value="{make.PRODUCT_FORM["name"]}"' in html
-    assert '<option selected value="交通出行">' in html and '<option selected value="文化旅游">' in html
+    assert 'value="交通出行" checked' in html and 'value="文化旅游" checked' in html  # 应用领域 checkboxes
+    assert 'value="医疗健康" checked' not in html
     assert re.search(r'<input checked[^>]*value="5G"', html)
     assert not re.search(r'<input checked[^>]*value="物联网"', html)

@@ -45,9 +45,11 @@ def test_testing_apps_run_jobs_immediately(app):
 
 
 def test_every_job_is_registered(app):
-    assert set(app.extensions["jobs"].tasks) == {
+    registered = {name for name in app.extensions["jobs"].tasks if not name.startswith("tests.")}
+    assert {
         tasks.DRAIN_OUTBOX, tasks.DEADLINE_DIGEST, tasks.NEW_MATCH_DIGEST, matching.ENCODE_JOB,
-    }
+        tasks.SWEEP_STALE_JOBS,
+    } <= registered  # other domains (imports) add their own
 
 
 def test_unknown_job_is_refused(app):

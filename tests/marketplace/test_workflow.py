@@ -8,6 +8,7 @@ from decimal import Decimal
 import pytest
 from sqlalchemy import select
 
+from marketplace import timeutil
 from marketplace.models import (
     AuditEvent,
     BatchStatus,
@@ -106,7 +107,7 @@ def test_approve_puts_entry_into_batch_and_publication_makes_it_public(make, wor
     assert opp.status == EntryStatus.PUBLISHED
     assert opp.published_at is not None
     assert world["batch"].status == BatchStatus.PUBLISHED
-    assert world["batch"].published_on == date.today()
+    assert world["batch"].published_on == timeutil.local_today()
 
 
 def test_publish_leaves_other_statuses_alone(make, world):

@@ -15,8 +15,10 @@ refreshes on its next request and swaps the entries' zero vectors for the real o
 long run it also bumps every ``BUMP_EVERY`` seconds, so a big batch becomes dense-searchable
 progressively.
 
-Progress goes to the log (``marketplace.services.matching``); a ``Job`` row with a progress
-bar in the UI is a separate piece of work.
+Progress goes to the log (``marketplace.services.matching``) and, for a run that has anything
+to encode, to a ``Job`` row (kind ``matching.encode_entries``, 「更新匹配索引向量」) that
+organizers see with a progress bar under /jobs (:class:`marketplace.services.jobs.RecordedProgress`;
+a run with nothing to do leaves no row).
 
 The offline encoder needs a fitted state before it can encode. When no snapshot holds one
 (nothing was ever built), the job runs a full :meth:`MatchingService.rebuild`, which fits it
@@ -42,6 +44,7 @@ from marketplace.services.matching.service import IN_ENCODING_JOB, VECTORS, Matc
 logger = logging.getLogger("marketplace.services.matching")
 
 ENCODE_JOB = "matching.encode_entries"
+ENCODE_JOB_TITLE = "更新匹配索引向量"
 #: During a long run, bump the index version at most this often (seconds).
 BUMP_EVERY = 30.0
 _SESSION_FLAG = "matching_encoding_requested"
@@ -101,11 +104,18 @@ def queue_now() -> bool:
 @jobs.job(ENCODE_JOB)
 def encode_entries_job() -> None:
     """Background job: encode the published entries the embedding cache lacks."""
+    from marketplace.services import jobs as job_records
     from marketplace.services.matching.reports import get_service
 
     token = IN_ENCODING_JOB.set(True)
+    record = job_records.RecordedProgress(ENCODE_JOB, ENCODE_JOB_TITLE)
     try:
-        encode_missing(get_service())
+        encode_missing(get_service(), progress=job_records.as_callback(record))
+    except BaseException as exc:
+        record.finish(exc, "更新匹配索引向量时出错；已保存的向量不会丢失，下次运行会继续")
+        raise
+    else:
+        record.finish()
     finally:
         IN_ENCODING_JOB.reset(token)
 

@@ -698,42 +698,12 @@ class MatchingService:
         return self._results(kind, hits)
 
     def _similar_unindexed(self, engine: MatchEngine, item: Item, k: int) -> list[Hit]:
-        """Near-duplicates of an entry that is not indexed (a draft, or an edit under review).
-
-        Candidates come from the fused search with the entry's text; near-duplicates share most
-        of their words, so they are among them. They are kept and ranked by cosine, as in
-        :meth:`MatchEngine.similar`.
-        """
+        """Near-duplicates of an entry that is not indexed (a draft, an edit under review, an
+        import row): its vector against the side's vectors, as in :meth:`MatchEngine.similar`."""
         if not _is_real(engine.encoder):
             return []
         vec = engine.encode_items([item])[0]  # the one unpublished entry that is the query
-        threshold = engine.config.duplicate_threshold
-        found = []
-        for hit in engine.search(document_text(item), item.side, k=engine.config.candidate_pool):
-            if hit.id == item.id:
-                continue
-            other = engine.vector(item.side, hit.id)
-            cosine = float(np.dot(vec, other)) if other is not None else 0.0
-            if cosine >= threshold:
-                dense = max(0.0, min(1.0, cosine))
-                found.append(
-                    Hit(
-                        id=hit.id,
-                        side=hit.side,
-                        score=round(dense, 6),
-                        dense=round(dense, 6),
-                        lexical=hit.lexical,
-                        structured=hit.structured,
-                        breakdown={**hit.breakdown, "dense": round(dense, 6)},
-                        matched_terms=hit.matched_terms,
-                        reasons=[
-                            f"内容高度相似（相似度{dense:.2f}）",
-                            *[r for r in hit.reasons if r != "语义相似度高"],
-                        ],
-                    )
-                )
-        found.sort(key=lambda h: (-h.score, h.id))
-        return found[:k]
+        return engine.similar_to(item, vec, k)
 
     def status(self) -> MatchingStatus:
         engine = self._sync()
