@@ -166,6 +166,19 @@ def _local_year(column) -> ColumnElement:
     return cast(func.strftime("%Y", column, f"{hours:+d} hours"), Integer)
 
 
+def _year_of(column, timestamp: bool) -> ColumnElement:
+    """The Beijing year of a timestamp (naive UTC) or date column as a CASE over the year
+    boundaries from 2018 to next year: plain comparisons, several times cheaper than parsing
+    dates in SQL (``strftime``), and an index range when filtered. Older values fall back to
+    parsing."""
+    latest = timeutil.local_today().year + 1
+    whens = []
+    for year in range(latest, 2017, -1):
+        bound = _year_range(year)[0] if timestamp else date(year, 1, 1)
+        whens.append((column >= bound, year))
+    return case(*whens, else_=_local_year(column) if timestamp else _date_year(column))
+
+
 def _date_year(column) -> ColumnElement:
     if _dialect() == "postgresql":
         return cast(func.extract("year", column), Integer)
@@ -179,8 +192,10 @@ def _day(column, timestamp: bool) -> ColumnElement:
     if _dialect() == "postgresql":
         value = cast(column + literal_column(f"interval '{hours} hours'"), Date) if timestamp else column
         return value - literal_column("DATE '2000-01-01'")
-    value = func.date(column, f"{hours:+d} hours") if timestamp else column
-    return cast(func.julianday(value) - 2451544.5, Integer)
+    # julianday() is x.5 at midnight UTC; +0.5 (+ the offset for a timestamp) makes whole
+    # numbers at local midnight, and a microsecond-sized epsilon guards the float rounding.
+    shift = 0.5 + (hours / 24 if timestamp else 0) + 1e-6
+    return cast(func.julianday(column) + shift, Integer)
 
 
 def _year_range(year: int) -> tuple[datetime, datetime]:
@@ -246,11 +261,11 @@ def _entry_cubes() -> tuple[list[tuple], list[tuple], list[tuple]]:
     if stamp is not None and cached is not None and cached[0] == stamp:
         return cached[1]
     published_need = Opportunity.status == EntryStatus.PUBLISHED
-    need_year = _local_year(Opportunity.published_at)
+    need_year = _year_of(Opportunity.published_at, True)
     needs = db.session.execute(
         select(Opportunity.region_city, need_year, Opportunity.field_category, func.count())
         .where(published_need).group_by(Opportunity.region_city, need_year, Opportunity.field_category)).all()
-    product_year = _local_year(Product.published_at)
+    product_year = _year_of(Product.published_at, True)
     products = db.session.execute(
         select(Product.region_city, product_year, null(), func.count())
         .where(Product.status == EntryStatus.PUBLISHED).group_by(Product.region_city, product_year)).all()
@@ -269,13 +284,19 @@ def cubes() -> Cubes:
     """Every cube of the breakdowns: three cached ones and three small GROUP BY queries."""
     needs, products, fields = _entry_cubes()
     published_need = Opportunity.status == EntryStatus.PUBLISHED
-    response_year = _local_year(Response.submitted_at)
+    # Responses are counted per need and year first, so each need's city and category are
+    # looked up once per need rather than once per response.
+    response_year = _year_of(Response.submitted_at, True)
+    per_need = (select(Response.opportunity_id.label("oid"), response_year.label("year"),
+                       func.count().label("n"))
+                .where(Response.status.in_(ANSWERED), Response.submitted_at.is_not(None))
+                .group_by(Response.opportunity_id, response_year).subquery())
     responses = db.session.execute(
-        select(Opportunity.region_city, response_year, Opportunity.field_category, func.count())
-        .select_from(Response).join(Opportunity, Opportunity.id == Response.opportunity_id)
-        .where(published_need, Response.status.in_(ANSWERED), Response.submitted_at.is_not(None))
-        .group_by(Opportunity.region_city, response_year, Opportunity.field_category)).all()
-    signing_year = _date_year(Signing.signed_on)
+        select(Opportunity.region_city, per_need.c.year, Opportunity.field_category, func.sum(per_need.c.n))
+        .select_from(per_need).join(Opportunity, Opportunity.id == per_need.c.oid)
+        .where(published_need)
+        .group_by(Opportunity.region_city, per_need.c.year, Opportunity.field_category)).all()
+    signing_year = _year_of(Signing.signed_on, False)
     signings = db.session.execute(
         select(Opportunity.region_city, signing_year, Opportunity.field_category, func.count(),
                func.coalesce(func.sum(Signing.amount_wan), 0))

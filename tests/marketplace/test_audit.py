@@ -197,7 +197,8 @@ def _events(action: str) -> list[AuditEvent]:
 
 
 def test_every_audited_action_has_a_chinese_label():
-    assert set(STATE_CHANGES) == set(ACTION_LABELS)
+    # The account actions (user.password_*, org.invite…) are audited and tested in test_account_*.py.
+    assert set(STATE_CHANGES) <= set(ACTION_LABELS)
 
 
 @pytest.mark.parametrize("action", list(STATE_CHANGES))
