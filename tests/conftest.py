@@ -10,7 +10,7 @@ import os
 import re
 
 import pytest
-from sqlalchemy import text
+from sqlalchemy import event, text
 
 from marketplace import create_app
 from marketplace.extensions import db as _db
@@ -24,10 +24,30 @@ CSRF_META = re.compile(r'<meta name="csrf-token" content="([^"]+)"')
 
 
 @pytest.fixture(scope="session")
-def database_url(tmp_path_factory) -> str:
-    return os.environ.get("TEST_DATABASE_URL") or (
-        f"sqlite:///{tmp_path_factory.mktemp('db') / 'test.db'}"
-    )
+def database_url(tmp_path_factory, worker_id) -> str:
+    """SQLite in a temporary file, or ``TEST_DATABASE_URL``; under pytest-xdist each worker gets
+    its own PostgreSQL database (``<name>_gw0``, created when missing)."""
+    url = os.environ.get("TEST_DATABASE_URL")
+    if not url:
+        return f"sqlite:///{tmp_path_factory.mktemp('db') / 'test.db'}"
+    if worker_id == "master":
+        return url
+    return _worker_database(url, worker_id)
+
+
+def _worker_database(url: str, worker_id: str) -> str:
+    from sqlalchemy import create_engine
+    from sqlalchemy.engine import make_url
+
+    base = make_url(url)
+    name = f"{base.database}_{worker_id}"
+    engine = create_engine(base, isolation_level="AUTOCOMMIT")
+    with engine.connect() as connection:
+        exists = connection.execute(text("SELECT 1 FROM pg_database WHERE datname = :n"), {"n": name}).first()
+        if not exists:
+            connection.execute(text(f'CREATE DATABASE "{name}"'))
+    engine.dispose()
+    return base.set(database=name).render_as_string(hide_password=False)
 
 
 @pytest.fixture(scope="session")
@@ -45,6 +65,14 @@ def app(database_url, tmp_path_factory):
         }
     )
     with app.app_context():
+        if _db.engine.dialect.name == "sqlite":
+            # The test database is thrown away: no fsync on every commit (it was a seventh of the
+            # suite's time). Locking is unchanged, so the jobs' concurrency tests still hold.
+            @event.listens_for(_db.engine, "connect")
+            def _no_fsync(dbapi_connection, _record):
+                dbapi_connection.execute("PRAGMA synchronous=OFF")
+
+            _db.engine.dispose()
         _db.drop_all()
         if database_url.startswith("postgresql"):
             _db.session.execute(text("DROP TABLE IF EXISTS alembic_version"))
