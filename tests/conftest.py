@@ -95,12 +95,23 @@ def _app_context(request, app):
         yield
     finally:
         _db.session.rollback()
-        for table in reversed(_db.metadata.sorted_tables):
-            _db.session.execute(table.delete())
-        _db.session.commit()
         _db.session.remove()
+        _empty_tables()
         _forget_indexes(app)
         ctx.pop()
+
+
+def _empty_tables() -> None:
+    """Delete every row, children first, in one round trip (one script), not one statement per
+    table: with 60 tables this was a noticeable share of each test."""
+    names = [table.name for table in reversed(_db.metadata.sorted_tables)]
+    with _db.engine.connect() as connection:
+        if _db.engine.dialect.name == "sqlite":
+            script = "".join(f'DELETE FROM "{name}";' for name in names)
+            connection.connection.driver_connection.executescript(script)
+        else:
+            connection.exec_driver_sql("; ".join(f'DELETE FROM "{name}"' for name in names))
+            connection.commit()
 
 
 def _forget_indexes(app) -> None:

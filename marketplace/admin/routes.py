@@ -55,7 +55,7 @@ from marketplace.models import (
     User,
 )
 from marketplace.paging import page_arg
-from marketplace.services import accounts, audit, batches, entries
+from marketplace.services import accounts, audit, batches, entries, lifecycle, programme
 from marketplace.services import review as review_service
 from marketplace.services.errors import DomainError, ValidationFailed
 
@@ -95,6 +95,27 @@ ACTION_LABELS: dict[str, str] = {
     "org.member_remove": "移出成员",
     "org.admin_handover": "移交管理员",
     "org.license": "上传证照",
+    "api_token.create": "创建 API 令牌",
+    "api_token.revoke": "吊销 API 令牌",
+    "signing.create": "登记项目签约",
+    "signing.update": "修改项目签约",
+    "signing.delete": "删除项目签约",
+    "lab.designate": "认定实验室",
+    "lab.update": "修改实验室",
+    "lab.activate": "恢复实验室",
+    "lab.deactivate": "停用实验室",
+    "lab.link": "关联实验室验证",
+    "lab.unlink": "取消实验室关联",
+    "designation.recommend": "推荐十百千认定",
+    "programme_target.save": "设置十百千目标",
+    "programme_target.delete": "删除十百千目标",
+    "programme_target.defaults": "载入默认目标",
+    "import.opportunities": "批量导入机会清单",
+    "import.products": "批量导入产品清单",
+    "import.organizations": "批量导入单位",
+    # The workflow steps, labelled from their transition tables.
+    **{f"opportunity.stage.{t.action}": t.label for t in lifecycle.TRANSITIONS.values()},
+    **{f"designation.{t.action}": f"十百千认定：{t.label}" for t in programme.TRANSITIONS.values()},
 }
 
 

@@ -633,7 +633,12 @@ def _render_chart(kind_name: str | None, title: str, headers: tuple, rows: tuple
                  print_values=False, show_y_guides=True, no_data_text="暂无数据", title=title,
                  value_formatter=lambda v: f"{v:g}{unit}" if v is not None else "—")
     chart.add_xml_filter(_strip_scripts)
+    if unit == "%":  # shares of a target: a fixed 0–100% axis (more when a target is exceeded)
+        shares = [float(row[c]) for row in rows for c in series if row[c] is not None]
+        chart.range = (0, max([100.0, *shares]))
     if kind_name == "hbar":
+        # pygal sizes the label margin for Latin text; CJK glyphs are about twice as wide.
+        chart.margin_left = 6 * max((len(label) for label in labels), default=0)
         labels = labels[::-1]
     chart.x_labels = labels
     for column in series:
