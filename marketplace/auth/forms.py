@@ -37,10 +37,10 @@ from marketplace.models import OrgKind
 from marketplace.passwords import MAX_LENGTH as MAX_PASSWORD_LENGTH
 from marketplace.passwords import RULE_HINT, password_problem
 from marketplace.reference import reference
-from marketplace.services.accounts import OrganizationData, Upload, UserData
+from marketplace.services.accounts import PHONE_PATTERN, OrganizationData, Upload, UserData
 
 LICENSE_ACCEPT = ".pdf,.png,.jpg,.jpeg,application/pdf,image/png,image/jpeg"
-PHONE = Regexp(r"^[0-9+\-()（） ]{5,30}$", message="请输入有效的电话号码")
+PHONE = Regexp(PHONE_PATTERN, message="请输入有效的电话号码")
 
 
 class BaseForm(FlaskForm):

@@ -83,6 +83,10 @@ class Upload:
 
 
 #: 营业执照 / 统一社会信用代码证书: a scan or photo, or a PDF.
+#: A telephone or mobile number as people write it (digits, +, -, brackets, spaces); the forms'
+#: and the spreadsheet import's rule.
+PHONE_PATTERN = re.compile(r"^[0-9+\-()（） ]{5,30}$")
+
 LICENSE_POLICY = uploads.UploadPolicy(
     purpose="license", types=frozenset({"application/pdf", "image/png", "image/jpeg"})
 )

@@ -36,7 +36,6 @@ What a matched entry row does (:data:`UPDATE_RULES`, read by :func:`_entry_updat
 
 from __future__ import annotations
 
-import re
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
@@ -60,7 +59,7 @@ from marketplace.models import (
 from marketplace.models.base import utcnow
 from marketplace.services import audit, entries, index_sync
 from marketplace.services import spreadsheets as sheets
-from marketplace.services.accounts import OrganizationData, _check_organization
+from marketplace.services.accounts import PHONE_PATTERN, OrganizationData, _check_organization
 from marketplace.services.errors import DomainError, InvalidTransition, PermissionDenied, ValidationFailed
 from marketplace.services.spreadsheets import (
     OPPORTUNITIES,
@@ -92,8 +91,6 @@ ACTIONS: tuple[str, ...] = (CREATE, UPDATE, UNCHANGED, ERROR)
 ACTION_LABELS = {CREATE: "新增", UPDATE: "更新", UNCHANGED: "无变化", ERROR: "错误"}
 #: Rows of one file checked for near-duplicates (the rest are not; ``Preview.similar_checked``).
 DEFAULT_SIMILAR_MAX_ROWS = 1000
-#: The entry forms' phone rule (``auth.forms.PHONE``), which the entry service does not check.
-PHONE = re.compile(r"^[0-9+\-()（） ]{5,30}$")
 
 ENTRY_KIND = {OPPORTUNITIES: EntryKind.OPPORTUNITY, PRODUCTS: EntryKind.PRODUCT}
 
@@ -437,7 +434,7 @@ def _service_errors(sheet: Sheet, number: int, exc: ValidationFailed,
 
 def _phone_error(sheet: Sheet, number: int, values: dict[str, Any]) -> list[CellError]:
     phone = values.get("contact_phone") or ""
-    if phone and not PHONE.match(phone):
+    if phone and not PHONE_PATTERN.match(phone):
         return [CellError(number, sheet.header_of("contact_phone"), "请输入有效的电话号码")]
     return []
 
@@ -673,7 +670,7 @@ def _plan_organizations(sheet: Sheet, parsed: list, result: _Plan, progress) -> 
             if header not in known:
                 row.errors.append(CellError(number, header, message))
                 known.add(header)
-        if data.contact_phone and "联系电话" not in known and not PHONE.match(data.contact_phone):
+        if data.contact_phone and "联系电话" not in known and not PHONE_PATTERN.match(data.contact_phone):
             row.errors.append(CellError(number, "联系电话", "请输入有效的电话号码"))
         if data.contact_email and "联系邮箱" not in known and not _valid_email(data.contact_email):
             row.errors.append(CellError(number, "联系邮箱", "邮箱格式不正确"))
