@@ -50,7 +50,13 @@ from marketplace.models.events import (
     ShortlistSource,
 )
 from marketplace.models.jobs import Job, JobStatus
-from marketplace.models.matching import EmbeddingCache, IndexState
+from marketplace.models.matching import (
+    EmbeddingCache,
+    IndexState,
+    RankingKind,
+    RankingModel,
+    RankingStatus,
+)
 from marketplace.models.notifications import (
     EmailOutbox,
     MatchAlert,
@@ -155,6 +161,9 @@ __all__ = [
     "Organization",
     "Product",
     "ProductField",
+    "RankingKind",
+    "RankingModel",
+    "RankingStatus",
     "ProductTag",
     "RevisionStatus",
     "Role",
