@@ -304,6 +304,185 @@ def targets(args: argparse.Namespace) -> dict[str, object]:
     return out
 
 
+def _engine_corpus(args: argparse.Namespace, dim: int):
+    """``--n`` synthetic products and 200 needs with random unit vectors of ``dim``."""
+    from matching.engine import Item as EngineItem
+
+    rng = random.Random(args.seed)
+    items = [make_product(rng, i) for i in range(args.n)]
+    needs = [
+        EngineItem(id=i, side="opportunity", title=make_query(rng), text=make_query(rng) + "。",
+                   categories=(rng.choice(CATEGORIES),), region_city=rng.choice(CITIES))
+        for i in range(200)
+    ]
+    vec_rng = np.random.default_rng(args.seed)
+    random_vecs = vec_rng.standard_normal((len(items) + len(needs), dim)).astype(np.float32)
+    random_vecs /= np.linalg.norm(random_vecs, axis=1, keepdims=True)
+    given = {("product", it.id): random_vecs[n] for n, it in enumerate(items)}
+    given.update({("opportunity", nd.id): random_vecs[len(items) + n] for n, nd in enumerate(needs)})
+    return items, needs, given, [make_query(rng) for _ in range(args.queries)]
+
+
+def engine_speed(args: argparse.Namespace) -> dict[str, object]:
+    """Raw FAISS HNSW search alone vs the engine on the same ``--n``-product index; opening a
+    saved version; the first query after a publish (delta); memory of two processes that map
+    the same version. Works on the engine before issue 13 too (the parts it lacks are skipped)."""
+    import faiss
+
+    from matching import MatchConfig
+
+    encoder, why_not = _target_encoder()
+    if encoder is None:
+        encoder = build_encoder("offline")
+        encoder.fit([make_query(random.Random(n)) for n in range(200)])
+    name = encoder.name if why_not is None else f"{encoder.name} (e5-small not installed: {why_not})"
+    out: dict[str, object] = {"n": args.n, "encoder": name}
+    items, needs, given, queries = _engine_corpus(args, encoder.dim)
+    config = MatchConfig(evidence_max_hits=0)  # class defaults: the structured signal is computed
+    t0 = time.perf_counter()
+    engine = MatchEngine(encoder, config=config)
+    engine.build([*items, *needs], vectors=given)
+    out["build_s"] = round(time.perf_counter() - t0, 1)
+    side = engine._side("product")
+    out["index"] = side.vectors.kind
+    need_vecs = np.stack([given[("opportunity", nd.id)] for nd in needs])
+    params = faiss.SearchParametersHNSW()
+    params.efSearch = 128
+    hnsw = side.vectors._index
+    for warm in range(20):
+        hnsw.search(need_vecs[warm : warm + 1], 20, params=params)
+        engine.products_for(needs[warm].id, k=20)
+    rounds = max(1, args.rounds)
+    need_ids = [nd.id for nd in needs] * rounds
+    rows = list(range(len(needs))) * rounds
+    out["raw_faiss_hnsw_top20_ms"] = _latency(
+        lambda r: hnsw.search(need_vecs[r : r + 1], 20, params=params), rows
+    )
+    out["raw_faiss_hnsw_top100_ms"] = _latency(
+        lambda r: hnsw.search(need_vecs[r : r + 1], 100, params=params), rows
+    )
+    out["products_for_ms"] = _latency(lambda nid, e=engine: e.products_for(nid, k=20), need_ids)
+    out["query_encode_ms"] = _latency(lambda q: encoder.encode([q], kind="query"), queries)
+    out["free_text_search_ms"] = _latency(lambda q, e=engine: e.search(q, "product", k=20), queries)
+    if not hasattr(MatchEngine, "delta_only"):
+        return out  # the engine before issue 13 cannot open saved versions
+
+    import subprocess
+    import tempfile
+
+    folder = Path(tempfile.mkdtemp(prefix="bench-engine-")) / "v1"
+    t0 = time.perf_counter()
+    engine.save(folder, corpus_version="bench")
+    out["save_s"] = round(time.perf_counter() - t0, 1)
+    engine = None  # free the built engine before measuring the opened one
+    t0 = time.perf_counter()
+    opened = MatchEngine.load(folder, encoder=encoder, config=config)
+    out["open_ms"] = round((time.perf_counter() - t0) * 1000, 1)
+    t0 = time.perf_counter()
+    opened.products_for(needs[0].id, k=20)
+    out["first_query_after_open_ms"] = round((time.perf_counter() - t0) * 1000, 1)
+    for warm in range(20):
+        opened.products_for(needs[warm].id, k=20)
+    out["opened_products_for_ms"] = _latency(lambda nid, e=opened: e.products_for(nid, k=20), need_ids)
+    out["opened_free_text_search_ms"] = _latency(lambda q, e=opened: e.search(q, "product", k=20), queries)
+    # A publish: 300 products arrive in the delta (what a worker's refresh does with them).
+    rng = random.Random(args.seed + 1)
+    fresh = [make_product(rng, args.n + i) for i in range(300)]
+    vec_rng = np.random.default_rng(args.seed + 1)
+    fresh_vecs = vec_rng.standard_normal((len(fresh), encoder.dim)).astype(np.float32)
+    fresh_vecs /= np.linalg.norm(fresh_vecs, axis=1, keepdims=True)
+    t0 = time.perf_counter()
+    for item, vec in zip(fresh, fresh_vecs, strict=True):
+        opened.upsert(item, vec)
+    opened.products_for(needs[1].id, k=20)
+    out["publish_300_then_first_query_ms"] = round((time.perf_counter() - t0) * 1000, 1)
+    out["with_delta_300_products_for_ms"] = _latency(
+        lambda nid, e=opened: e.products_for(nid, k=20), need_ids
+    )
+    opened = None
+
+    # Two processes open the same version and query it; read their memory while both run.
+    script = Path(__file__).resolve()
+    procs = [
+        subprocess.Popen([sys.executable, str(script), "--open-worker", str(folder), "--queries", "200"],
+                         stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+        for _ in range(2)
+    ]
+    try:
+        for proc in procs:
+            assert proc.stdout is not None
+            line = proc.stdout.readline()
+            if not line.startswith("ready"):
+                raise RuntimeError(f"worker failed: {line}")
+        out["two_workers_same_version"] = [
+            {**_smaps(proc.pid), **_mapped(proc.pid, folder)} for proc in procs
+        ]
+    finally:
+        for proc in procs:
+            assert proc.stdin is not None
+            proc.stdin.write("exit\n")
+            proc.stdin.flush()
+            proc.wait(timeout=60)
+    size = sum(f.stat().st_size for f in folder.rglob("*") if f.is_file())
+    out["version_files_mb"] = round(size / 2**20, 1)
+    return out
+
+
+def open_worker(folder: str, queries: int) -> None:
+    """A process that opens a saved version and queries it (for the memory measurement). It
+    loads no model: a stand-in with the version's encoder fingerprint, since only the index's
+    memory is measured here (the model's is in "Run-time targets")."""
+    from matching import Encoder, MatchConfig
+
+    manifest = json.loads((Path(folder) / "manifest.json").read_text(encoding="utf-8"))
+
+    class SavedFingerprint(Encoder):
+        name = manifest["encoder_name"]
+        dim = manifest["dim"]
+        is_fitted = True
+        fingerprint = manifest["fingerprint"]
+
+        def fit(self, texts):
+            return self
+
+        def encode(self, texts, kind="document"):
+            raise RuntimeError("the memory worker encodes nothing")
+
+        def save(self, directory):
+            raise RuntimeError("not saved")
+
+    opened = MatchEngine.load(folder, encoder=SavedFingerprint(), config=MatchConfig(evidence_max_hits=0))
+    rng = np.random.default_rng(7)
+    for n in range(queries):
+        vec = rng.standard_normal(opened.encoder.dim).astype(np.float32)
+        vec /= np.linalg.norm(vec)
+        query = opened._text_query(make_query(random.Random(n)))
+        opened._rank(vec, query, None, "product", 20, None)
+        opened.products_for(int(rng.integers(0, 200)), k=20)
+    print("ready", flush=True)
+    sys.stdin.readline()
+
+
+def _mapped(pid: int, folder: Path) -> dict[str, float]:
+    """Rss/Pss/private/shared MB of the mappings of ``folder``'s files in process ``pid``."""
+    names = ("Rss", "Pss", "Private_Clean", "Private_Dirty", "Shared_Clean", "Shared_Dirty")
+    totals = dict.fromkeys(names, 0)
+    inside = False
+    root = str(folder.resolve())
+    for line in Path(f"/proc/{pid}/smaps").read_text().splitlines():
+        parts = line.split()
+        if parts and "-" in parts[0] and len(parts) >= 5 and ":" in parts[3]:  # a mapping header
+            inside = len(parts) >= 6 and parts[5].startswith(root)
+        elif inside and parts and parts[0].rstrip(":") in totals:
+            totals[parts[0].rstrip(":")] += int(parts[1])
+    return {
+        "index_rss_mb": round(totals["Rss"] / 1024, 1),
+        "index_pss_mb": round(totals["Pss"] / 1024, 1),
+        "index_private_mb": round((totals["Private_Clean"] + totals["Private_Dirty"]) / 1024, 1),
+        "index_shared_mb": round((totals["Shared_Clean"] + totals["Shared_Dirty"]) / 1024, 1),
+    }
+
+
 def _smaps(pid: int) -> dict[str, float]:
     values = {}
     for line in Path(f"/proc/{pid}/smaps_rollup").read_text().splitlines():
@@ -397,7 +576,17 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--fit-sample", type=int, default=20_000)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--json", action="store_true", help="print one JSON object instead of text")
+    parser.add_argument("--engine-speed", action="store_true",
+                        help="raw FAISS HNSW vs the engine at --n; saved versions, delta, shared memory")
+    parser.add_argument("--rounds", type=int, default=2, help="--engine-speed: passes over the 200 needs")
+    parser.add_argument("--open-worker", default=None, help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
+    if args.open_worker:
+        open_worker(args.open_worker, args.queries)
+        return
+    if args.engine_speed:
+        print(json.dumps(engine_speed(args), ensure_ascii=False, indent=None if args.json else 2))
+        return
     if args.targets or args.gunicorn:
         result = targets(args) if args.targets else gunicorn_memory(args)
         print(json.dumps(result, ensure_ascii=False, indent=None if args.json else 2))

@@ -94,6 +94,9 @@ def create_app(config: dict[str, Any] | None = None) -> Flask:
     errors.register(app)
     filters.register(app)
     site.register(app)
+    from marketplace import http_cache
+
+    http_cache.init_app(app)  # after security.init_app: rate limits count before a 304
 
     from marketplace.services import search
 

@@ -41,6 +41,8 @@ def load_config(instance_path: str) -> dict:
         "MATCHING_MODEL": os.environ.get("MATCHING_MODEL") or "e5-small",
         "MATCHING_MODEL_DIR": os.environ.get("MATCHING_MODEL_DIR") or str(Path(instance_path) / "models"),
         "MATCHING_INDEX_DIR": os.environ.get("MATCHING_INDEX_DIR") or str(Path(instance_path) / "index"),
+        # Portal keyword index files (services/search_build.py); unset: MATCHING_INDEX_DIR.
+        "SEARCH_INDEX_DIR": os.environ.get("SEARCH_INDEX_DIR") or None,
         "MATCHING_HNSW_THRESHOLD": int(os.environ.get("MATCHING_HNSW_THRESHOLD", "20000")),
         "MATCHING_WEIGHTS": (
             json.loads(os.environ["MATCHING_WEIGHTS"])
@@ -115,6 +117,17 @@ def load_config(instance_path: str) -> dict:
         "NOTIFY_DEADLINE_DAYS": int(os.environ.get("NOTIFY_DEADLINE_DAYS") or 3),
         "NOTIFY_NEW_MATCH_DAYS": int(os.environ.get("NOTIFY_NEW_MATCH_DAYS") or 7),
         "NOTIFY_DIGEST_HOUR": int(os.environ.get("NOTIFY_DIGEST_HOUR") or 9),
+        # The nightly training of the learned re-ranker (marketplace/jobs/learning.py): local hour,
+        # -1 = off; how often a worker looks for a newly switched-on model (seconds).
+        "MATCHING_LEARN_HOUR": int(os.environ.get("MATCHING_LEARN_HOUR") or 3),
+        "MATCHING_RERANKER_CHECK_SECONDS": float(os.environ.get("MATCHING_RERANKER_CHECK_SECONDS") or 30),
+        # Fine-tuning the encoder (services/matching/finetune.py, docs/learning.md): the minimum of
+        # positive pairs, products ranked in the held-out evaluation, the nightly hour (-1 = off)
+        # and how often a worker looks for a newly switched-on encoder (seconds).
+        "MATCHING_FINETUNE_MIN_PAIRS": int(os.environ.get("MATCHING_FINETUNE_MIN_PAIRS") or 200),
+        "MATCHING_FINETUNE_EVAL_POOL": int(os.environ.get("MATCHING_FINETUNE_EVAL_POOL") or 2000),
+        "MATCHING_FINETUNE_HOUR": int(os.environ.get("MATCHING_FINETUNE_HOUR") or 4),
+        "MATCHING_ENCODER_CHECK_SECONDS": float(os.environ.get("MATCHING_ENCODER_CHECK_SECONDS") or 30),
     }
 
 

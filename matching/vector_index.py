@@ -8,6 +8,11 @@ Structure:
   tombstones that searches exclude with an ``IDSelector``; the graph is rebuilt when tombstones
   exceed a quarter of it. The structure is rebuilt whenever the size crosses the threshold.
 
+:class:`FrozenVectorIndex` opens what :meth:`VectorIndex.save` wrote, read-only: the vector store
+as ``np.load(mmap_mode="r")`` and the FAISS index with ``IO_FLAG_MMAP_IFC`` (the stored vectors are
+mapped, not copied), so processes that open the same folder share the pages. It never changes;
+a search can exclude ids (replaced or removed since) with an ``IDSelector``.
+
 Next to FAISS the index keeps its own id → row vector store (a growing float32 matrix). It is
 the source of truth for ``save``/``get`` and for filtered search: when ``allowed_ids`` is
 small relative to the index, exact scores are computed with numpy on that subset, so filters
@@ -24,7 +29,7 @@ from typing import Any
 
 import numpy as np
 
-__all__ = ["VectorIndex"]
+__all__ = ["VectorIndex", "FrozenVectorIndex"]
 
 _META_FILE = "vector_index.json"
 
@@ -304,11 +309,20 @@ class VectorIndex:
     # ---------------------------------------------------------------- persistence
 
     def save(self, directory: str | os.PathLike[str]) -> None:
-        """Write the vector store, and the HNSW graph when there is one, to ``directory``."""
+        """Write the vector store and the FAISS structure to ``directory``.
+
+        Besides what :meth:`load` reads back into a mutable index, it writes what
+        :class:`FrozenVectorIndex` memory-maps: the FAISS index itself (``hnsw.faiss`` or
+        ``flat.faiss``) and the id → row / id → label lookup arrays.
+        """
         path = Path(directory)
         path.mkdir(parents=True, exist_ok=True)
-        np.save(path / "ids.npy", self._ids[: self._size])
+        ids = self._ids[: self._size]
+        np.save(path / "ids.npy", ids)
         np.save(path / "vectors.npy", self._vecs[: self._size])
+        rows_by_id = np.argsort(ids, kind="stable")
+        np.save(path / "rows_by_id.npy", rows_by_id.astype(np.int64))
+        np.save(path / "ids_sorted.npy", ids[rows_by_id])
         meta = {
             "dim": self.dim,
             "hnsw_threshold": self.hnsw_threshold,
@@ -318,15 +332,23 @@ class VectorIndex:
             "subset_ratio": self.subset_ratio,
             "kind": self._kind,
         }
+        faiss = _faiss()
         if self._kind == "hnsw":
-            _faiss().write_index(self._index, str(path / "hnsw.faiss"))
+            faiss.write_index(self._index, str(path / "hnsw.faiss"))
             np.save(path / "hnsw_labels.npy", self._label_ids)
-            np.save(path / "hnsw_dead.npy", np.asarray(sorted(self._dead), dtype=np.int64))
+            dead = np.asarray(sorted(self._dead), dtype=np.int64)
+            np.save(path / "hnsw_dead.npy", dead)
+            live = np.setdiff1d(np.arange(len(self._label_ids), dtype=np.int64), dead)
+            by_id = live[np.argsort(self._label_ids[live], kind="stable")]
+            np.save(path / "labels_by_id.npy", by_id)
+            np.save(path / "label_ids_sorted.npy", self._label_ids[by_id])
+        else:
+            faiss.write_index(self._index, str(path / "flat.faiss"))
         (path / _META_FILE).write_text(json.dumps(meta), encoding="utf-8")
 
     @classmethod
     def load(cls, directory: str | os.PathLike[str]) -> VectorIndex:
-        """Read an index written by :meth:`save`."""
+        """Read an index written by :meth:`save` into memory (mutable)."""
         path = Path(directory)
         meta = json.loads((path / _META_FILE).read_text(encoding="utf-8"))
         index = cls(
@@ -355,3 +377,174 @@ class VectorIndex:
         else:
             index._new_structure()
         return index
+
+    @staticmethod
+    def open(directory: str | os.PathLike[str]) -> FrozenVectorIndex:
+        """Open an index written by :meth:`save` read-only and memory-mapped."""
+        return FrozenVectorIndex(directory)
+
+
+def _mmap_flags() -> int:
+    """FAISS read flags: map the stored vectors (IndexFlatCodes) instead of copying them."""
+    faiss = _faiss()
+    return int(getattr(faiss, "IO_FLAG_MMAP_IFC", faiss.IO_FLAG_MMAP)) | int(faiss.IO_FLAG_READ_ONLY)
+
+
+class FrozenVectorIndex:
+    """A :class:`VectorIndex` written by :meth:`VectorIndex.save`, opened read-only.
+
+    The vector store (``vectors.npy``) and the lookup arrays are ``np.load(mmap_mode="r")``
+    views and the FAISS index is read with ``IO_FLAG_MMAP_IFC``, so every process that opens
+    the same folder shares one copy of the pages. It never changes; searches can exclude ids
+    (entries the engine's in-memory delta replaced or removed) with an ``IDSelector``.
+    """
+
+    def __init__(self, directory: str | os.PathLike[str]) -> None:
+        path = Path(directory)
+        meta = json.loads((path / _META_FILE).read_text(encoding="utf-8"))
+        self.dim = int(meta["dim"])
+        self.ef_search = int(meta["ef_search"])
+        self.subset_ratio = float(meta.get("subset_ratio", 0.25))
+        self._kind = meta["kind"]
+        self._ids = np.load(path / "ids.npy", mmap_mode="r")
+        self._vecs = np.load(path / "vectors.npy", mmap_mode="r")
+        self._rows_by_id = np.load(path / "rows_by_id.npy", mmap_mode="r")
+        self._ids_sorted = np.load(path / "ids_sorted.npy", mmap_mode="r")
+        self._size = len(self._ids)
+        faiss = _faiss()
+        name = "hnsw.faiss" if self._kind == "hnsw" else "flat.faiss"
+        self._index = faiss.read_index(str(path / name), _mmap_flags())
+        self.files = [path / n for n in ("ids.npy", "vectors.npy", "rows_by_id.npy", "ids_sorted.npy", name)]
+        if self._kind == "hnsw":
+            faiss.downcast_index(self._index).hnsw.efSearch = self.ef_search
+            self._label_ids = np.load(path / "hnsw_labels.npy", mmap_mode="r")
+            self._dead = np.load(path / "hnsw_dead.npy")
+            self._labels_by_id = np.load(path / "labels_by_id.npy", mmap_mode="r")
+            self._label_ids_sorted = np.load(path / "label_ids_sorted.npy", mmap_mode="r")
+            self.files += [path / n for n in ("hnsw_labels.npy", "labels_by_id.npy", "label_ids_sorted.npy")]
+
+    @property
+    def kind(self) -> str:
+        return self._kind
+
+    def __len__(self) -> int:
+        return self._size
+
+    def __contains__(self, item_id: object) -> bool:
+        try:
+            return len(self._rows([int(item_id)])[0]) == 1  # type: ignore[arg-type]
+        except (TypeError, ValueError):
+            return False
+
+    def ids(self) -> np.ndarray:
+        return np.asarray(self._ids, dtype=np.int64)
+
+    @staticmethod
+    def _lookup(
+        sorted_keys: np.ndarray, values: np.ndarray, ids: Iterable[int]
+    ) -> tuple[np.ndarray, np.ndarray]:
+        wanted = np.fromiter((int(i) for i in ids), dtype=np.int64)
+        n = len(sorted_keys)
+        if not len(wanted) or not n:
+            empty = np.zeros(0, dtype=np.int64)
+            return empty, empty
+        at = np.searchsorted(sorted_keys, wanted)
+        at = np.minimum(at, n - 1)
+        ok = sorted_keys[at] == wanted
+        return np.asarray(values[at[ok]], dtype=np.int64), wanted[ok]
+
+    def _rows(self, ids: Iterable[int]) -> tuple[np.ndarray, np.ndarray]:
+        """``(rows, ids)`` of the known ids among ``ids``, in the order given."""
+        return self._lookup(self._ids_sorted, self._rows_by_id, ids)
+
+    def _labels(self, ids: Iterable[int]) -> np.ndarray:
+        return self._lookup(self._label_ids_sorted, self._labels_by_id, ids)[0]
+
+    def get(self, item_id: int) -> np.ndarray | None:
+        rows, _ = self._rows([item_id])
+        return None if not len(rows) else np.array(self._vecs[int(rows[0])], dtype=np.float32)
+
+    def scores_for(self, query: np.ndarray, ids: Iterable[int]) -> dict[int, float]:
+        """Exact inner products of one query vector with the given ids (unknown ids skipped)."""
+        q = np.asarray(query, dtype=np.float32).reshape(-1)
+        rows, known = self._rows(ids)
+        if not len(known):
+            return {}
+        sims = self._vecs[rows] @ q
+        return dict(zip(known.tolist(), sims.tolist(), strict=True))
+
+    def _exact_subset(
+        self, queries: np.ndarray, allowed: np.ndarray, k: int
+    ) -> tuple[np.ndarray, np.ndarray]:
+        nq = len(queries)
+        scores = np.full((nq, k), -np.inf, dtype=np.float32)
+        out_ids = np.full((nq, k), -1, dtype=np.int64)
+        rows, sub_ids = self._rows(allowed)
+        if not len(rows):
+            return scores, out_ids
+        sims = queries @ self._vecs[rows].T
+        take = min(k, len(rows))
+        for qi in range(nq):
+            row = sims[qi]
+            top = np.argpartition(-row, take - 1)[:take] if take < len(row) else np.arange(len(row))
+            top = top[np.lexsort((sub_ids[top], -row[top]))]
+            scores[qi, :take] = row[top]
+            out_ids[qi, :take] = sub_ids[top]
+        return scores, out_ids
+
+    def search(
+        self,
+        vecs: np.ndarray,
+        k: int,
+        allowed_ids: Iterable[int] | None = None,
+        excluded_ids: Iterable[int] | None = None,
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """Top-``k`` by inner product, as :meth:`VectorIndex.search`; ``excluded_ids`` are never
+        returned (entries replaced or removed since the index was written)."""
+        queries = np.ascontiguousarray(np.asarray(vecs, dtype=np.float32).reshape(-1, self.dim))
+        nq = len(queries)
+        k = int(k)
+        if k <= 0 or self._size == 0:
+            return np.full((nq, max(k, 0)), -np.inf, dtype=np.float32), np.full(
+                (nq, max(k, 0)), -1, dtype=np.int64
+            )
+        excluded = np.unique(np.fromiter((int(i) for i in excluded_ids or ()), dtype=np.int64))
+        faiss = _faiss()
+        if allowed_ids is not None:
+            allowed = np.unique(np.fromiter((int(i) for i in allowed_ids), dtype=np.int64))
+            if len(excluded):
+                allowed = np.setdiff1d(allowed, excluded, assume_unique=True)
+            allowed = self._rows(allowed)[1]
+            if len(allowed) <= max(2048, self.subset_ratio * self._size) or self._kind == "flat":
+                return self._exact_subset(queries, allowed, k)
+            params = faiss.SearchParametersHNSW()
+            params.efSearch = max(self.ef_search, k)
+            params.sel = faiss.IDSelectorBatch(self._labels(allowed))
+            scores, out_ids = self._hnsw_search(queries, k, params)
+            if (out_ids[:, : min(k, len(allowed))] < 0).any():
+                return self._exact_subset(queries, allowed, k)
+            return scores, out_ids
+        live = self._size - len(self._rows(excluded)[0]) if len(excluded) else self._size
+        if self._kind == "flat":
+            params = faiss.SearchParameters()
+            if len(excluded):
+                params.sel = faiss.IDSelectorNot(faiss.IDSelectorBatch(excluded))
+            scores, out_ids = self._index.search(queries, min(k, self._size), params=params)
+            return VectorIndex._pad(scores, out_ids, k)
+        params = faiss.SearchParametersHNSW()
+        params.efSearch = max(self.ef_search, k)
+        hidden = np.concatenate([self._dead, self._labels(excluded)]) if len(excluded) else self._dead
+        if len(hidden):
+            params.sel = faiss.IDSelectorNot(faiss.IDSelectorBatch(hidden.astype(np.int64)))
+        scores, out_ids = self._hnsw_search(queries, k, params)
+        if (out_ids[:, : min(k, live)] < 0).any():
+            keep = np.setdiff1d(self.ids(), excluded) if len(excluded) else self.ids()
+            return self._exact_subset(queries, keep, k)
+        return scores, out_ids
+
+    def _hnsw_search(self, queries: np.ndarray, k: int, params: Any) -> tuple[np.ndarray, np.ndarray]:
+        scores, labels = self._index.search(queries, k, params=params)
+        label_ids = np.asarray(self._label_ids)
+        ids = np.where(labels >= 0, label_ids[np.maximum(labels, 0)], -1)
+        scores = np.where(labels >= 0, scores, -np.inf).astype(np.float32)
+        return scores, ids.astype(np.int64)

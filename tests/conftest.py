@@ -127,6 +127,7 @@ def _forget_indexes(app) -> None:
 
     app.extensions[search.EXTENSION_KEY] = search.SearchIndex()
     app.extensions.pop("portal.published_counts", None)
+    app.extensions.pop("portal.list_cache", None)
     app.extensions[matching.EXTENSION_KEY] = matching.MatchingService.from_config(app.config)
     Path(app.config["MATCHING_INDEX_DIR"], matching.POINTER_FILE).unlink(missing_ok=True)
 

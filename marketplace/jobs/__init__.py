@@ -77,7 +77,11 @@ _REGISTRY: dict[str, JobSpec] = {}
 _TRACKED: set[str] = set()
 
 #: Modules whose import registers jobs (add yours here).
-TASK_MODULES: tuple[str, ...] = ("marketplace.jobs.tasks", "marketplace.imports.tasks")
+TASK_MODULES: tuple[str, ...] = (
+    "marketplace.jobs.tasks", "marketplace.imports.tasks", "marketplace.jobs.learning",
+    "marketplace.jobs.finetune",
+    "marketplace.services.search_build",
+)
 
 
 def job(name: str, schedule: Schedule | None = None) -> Callable[[Callable], Callable]:

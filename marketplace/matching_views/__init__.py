@@ -4,4 +4,4 @@ from flask import Blueprint
 
 bp = Blueprint("matching", __name__)
 
-from marketplace.matching_views import routes  # noqa: E402,F401
+from marketplace.matching_views import learning, routes  # noqa: E402,F401

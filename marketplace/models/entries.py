@@ -119,11 +119,19 @@ class Opportunity(EntryMixin, db.Model):
             "budget_min IS NULL OR budget_max IS NULL OR budget_min <= budget_max",
             name="budget_range",
         ),
-        Index("ix_opportunity_status_published", "status", "published_at"),
-        Index("ix_opportunity_status_category", "status", "field_category"),
-        Index("ix_opportunity_status_city", "status", "region_city"),
+        # The public list (services.portal): every filter column between the status and the
+        # list order (published_at, id), so a filtered page is one ordered index range and a
+        # page number an index-only OFFSET.
+        Index("ix_opportunity_status_published", "status", "published_at", "id"),
+        Index("ix_opportunity_status_batch", "status", "batch_id", "published_at", "id"),
+        Index("ix_opportunity_status_area", "status", "field_area", "published_at", "id"),
+        Index("ix_opportunity_status_category", "status", "field_category", "published_at", "id"),
+        Index("ix_opportunity_status_city", "status", "region_city", "published_at", "id"),
+        Index("ix_opportunity_status_county", "status", "region_county", "published_at", "id"),
+        Index("ix_opportunity_status_tier", "status", "tier", "published_at", "id"),
         Index("ix_opportunity_publisher", "publisher_id", "status"),
-        Index("ix_opportunity_batch_status", "batch_id", "status"),
+        # Batch pages list a batch's entries by id.
+        Index("ix_opportunity_batch_status", "batch_id", "status", "id"),
     )
 
     title: Mapped[str] = mapped_column(String(120))
@@ -196,13 +204,17 @@ class ProductField(db.Model):
     """One 应用领域 category served by a product (a product may serve several)."""
 
     __tablename__ = "product_field"
-    __table_args__ = (Index("ix_product_field_category", "category", "product_id"),)
+    __table_args__ = (
+        # The product list's category / area filters probe these (value, product_id) pairs.
+        Index("ix_product_field_category", "category", "product_id"),
+        Index("ix_product_field_area", "area", "product_id"),
+    )
 
     product_id: Mapped[int] = mapped_column(
         ForeignKey("product.id", ondelete="CASCADE"), primary_key=True
     )
     category: Mapped[str] = mapped_column(String(20), primary_key=True)
-    area: Mapped[str] = mapped_column(String(20), index=True)
+    area: Mapped[str] = mapped_column(String(20))
 
 
 class ProductTag(db.Model):
@@ -223,11 +235,15 @@ class Product(EntryMixin, db.Model):
     __tablename__ = "product"
     kind = EntryKind.PRODUCT
     __table_args__ = (
-        Index("ix_product_status_published", "status", "published_at"),
-        Index("ix_product_status_maturity", "status", "maturity"),
-        Index("ix_product_status_city", "status", "region_city"),
+        # The public list, as for opportunities; tags, areas and categories are filtered
+        # through the join tables' (value, product_id) indexes.
+        Index("ix_product_status_published", "status", "published_at", "id"),
+        Index("ix_product_status_batch", "status", "batch_id", "published_at", "id"),
+        Index("ix_product_status_maturity", "status", "maturity", "published_at", "id"),
+        Index("ix_product_status_city", "status", "region_city", "published_at", "id"),
+        Index("ix_product_status_county", "status", "region_county", "published_at", "id"),
         Index("ix_product_owner", "owner_id", "status"),
-        Index("ix_product_batch_status", "batch_id", "status"),
+        Index("ix_product_batch_status", "batch_id", "status", "id"),
     )
 
     name: Mapped[str] = mapped_column(String(120))

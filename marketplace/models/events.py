@@ -96,9 +96,12 @@ class DecisionAction(LabelledEnum):
     DECLINED = "declined", "婉拒"
     PUBLISHER_REQUESTED = "publisher_requested", "发布单位希望洽谈"
     PUBLISHER_UNREQUESTED = "publisher_unrequested", "发布单位取消洽谈意向"
-    #: Written by the 1:1 meeting scheduler and the signing module (not yet built).
+    #: Written by the 1:1 meeting scheduler (met) and by signings (services/lifecycle.py): a
+    #: signing appends ``signed`` for each signing firm on a shortlist of its need, and
+    #: ``unsigned`` when the signing is deleted or the firm is taken off it.
     MET = "met", "已洽谈"
     SIGNED = "signed", "已签约"
+    UNSIGNED = "unsigned", "撤销签约"
 
 
 class MeetingStatus(LabelledEnum):

@@ -226,6 +226,8 @@ class DesignationStatus(LabelledEnum):
     REVIEWING = "reviewing", "评审中"
     APPROVED = "approved", "已认定"
     REJECTED = "rejected", "未通过"
+    #: Taken back by its recommender (or an organizer) while still 推荐; kept for the record.
+    WITHDRAWN = "withdrawn", "已撤回"
 
 
 class Designation(db.Model):

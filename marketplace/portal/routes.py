@@ -9,7 +9,7 @@ from flask import render_template, request
 from flask_login import current_user
 
 from marketplace.models import EntryKind
-from marketplace.paging import page_arg
+from marketplace.paging import list_args, page_arg
 from marketplace.portal import bp
 from marketplace.portal.forms import OpportunityFilterForm, ProductFilterForm, SearchForm
 from marketplace.services import lifecycle, matching, portal
@@ -35,8 +35,10 @@ def index():
 def opportunities():
     form = OpportunityFilterForm(request.args, batches=portal.published_batches(EntryKind.OPPORTUNITY))
     form.validate()
+    page, after, before = list_args()
     listing = portal.list_opportunities(
-        form.filters(), form.keyword(), page=page_arg(), per_page=LIST_PER_PAGE
+        form.filters(), form.keyword(), page=page, per_page=LIST_PER_PAGE, after=after,
+        before=before, card_only=True,
     )
     winners = response_service.winners(e.id for e in listing.page.items)
     return render_template("portal/opportunities.html", form=form, listing=listing, winners=winners)
@@ -46,8 +48,10 @@ def opportunities():
 def products():
     form = ProductFilterForm(request.args, batches=portal.published_batches(EntryKind.PRODUCT))
     form.validate()
+    page, after, before = list_args()
     listing = portal.list_products(
-        form.filters(), form.keyword(), page=page_arg(), per_page=LIST_PER_PAGE
+        form.filters(), form.keyword(), page=page, per_page=LIST_PER_PAGE, after=after,
+        before=before, card_only=True,
     )
     return render_template("portal/products.html", form=form, listing=listing)
 
@@ -77,7 +81,9 @@ def batches():
 @bp.get("/batches/<int:id>")
 def batch(id: int):
     found = portal.get_published_batch(id)
-    page = portal.batch_entries(found, page=page_arg(), per_page=BATCH_PER_PAGE)
+    page, after, before = list_args()
+    page = portal.batch_entries(found, page=page, per_page=BATCH_PER_PAGE, after=after,
+                                before=before)
     return render_template("portal/batch.html", batch=found, page=page)
 
 

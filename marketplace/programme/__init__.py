@@ -4,4 +4,4 @@ from flask import Blueprint
 
 bp = Blueprint("programme", __name__)
 
-from marketplace.programme import routes  # noqa: E402,F401
+from marketplace.programme import public, routes  # noqa: E402,F401

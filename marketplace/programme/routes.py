@@ -130,7 +130,37 @@ def designation(id: int):
     found = service.visible_designation(current_user, id)
     return render_template("programme/designation.html", designation=found,
                            actions=service.allowed_actions(current_user, found),
+                           can_edit=service.can(current_user, "edit", found),
                            transitions=service.TRANSITIONS, form=DecisionForm())
+
+
+@bp.route("/programme/designations/<int:id>/edit", methods=["GET", "POST"])
+def edit_designation(id: int):
+    """Edit a recommendation still in 推荐: organizers get the kind's form, a member recommender
+    the application form (year, description, evidence)."""
+    found = service.visible_designation(current_user, id)
+    service.require(current_user, "edit", found)
+    initial = service.form_data(found)
+    if not service.is_staff(current_user):
+        form_class = SelfRecommendForm
+    else:
+        form_class = KIND_FORMS[DesignationKind(found.kind)]
+    kwargs = {"needs": service.project_candidates(keep=found)} if form_class is ProjectForm else {}
+    form = form_class(data=None if request.method == "POST" else initial, **kwargs)
+    form.submit.label.text = "保存修改"
+    if form.validate_on_submit():
+        data = {key: value for key, value in form.data.items()
+                if key not in ("evidence", "csrf_token", "submit")}
+        try:
+            service.update(current_user, found, data, _evidence(form))
+        except ValidationFailed as exc:
+            form.attach_errors(exc.errors)
+        else:
+            flash("推荐已修改。", "success")
+            return redirect(url_for("programme.designation", id=found.id))
+    status = 200 if request.method == "GET" or not form.errors else 400
+    return render_template("programme/designation_edit.html", form=form, designation=found,
+                           kind=found.kind if service.is_staff(current_user) else "self"), status
 
 
 @bp.post("/programme/designations/<int:id>/<action>")

@@ -49,8 +49,10 @@ shortlisted at an event before any response was submitted has no "answered → s
 
 from __future__ import annotations
 
+import copy
 import csv
 import io
+import random
 from collections import defaultdict
 from dataclasses import dataclass, field
 from datetime import date, datetime
@@ -65,6 +67,7 @@ from sqlalchemy import (
     and_,
     case,
     cast,
+    event,
     exists,
     func,
     literal,
@@ -73,8 +76,9 @@ from sqlalchemy import (
     or_,
     select,
     union_all,
+    update,
 )
-from sqlalchemy.orm import aliased
+from sqlalchemy.orm import Session, aliased
 from sqlalchemy.sql.elements import ColumnElement
 
 from marketplace import timeutil
@@ -83,11 +87,15 @@ from marketplace.models import (
     Designation,
     DesignationKind,
     DesignationOpportunity,
+    DesignationOrganization,
     DesignationStatus,
     EntryStatus,
+    Event,
+    IndexState,
     Meeting,
     MeetingStatus,
     Opportunity,
+    Organization,
     Product,
     ProductField,
     ProgrammeTarget,
@@ -218,6 +226,74 @@ def _money(value: Any) -> float:
     return round(float(value or 0), 2)
 
 
+# ---------------------------------------------------------------- the data version
+
+
+#: ``index_state`` counter of what the funnel and the small cubes read. It moves in the same
+#: transaction as any ORM change to those tables (see :func:`_bump_on_commit`); together with the
+#: public-content counter (bulk publication of a batch moves that one) it is the key of the
+#: per-process cache of those figures (:func:`_cached`).
+DATA_VERSION = "dashboard_data"
+_WATCHED = (Opportunity, Response, Shortlist, ShortlistEntry, Meeting, Signing, StageChange, Event,
+            Designation, DesignationOpportunity, DesignationOrganization, Organization)
+_CHANGED = "dashboard.data_changed"
+_CACHE = "dashboard.cache"
+
+
+def _touches_watched(session: Session) -> bool:
+    return any(isinstance(obj, _WATCHED) for objs in (session.new, session.dirty, session.deleted)
+               for obj in objs)
+
+
+@event.listens_for(Session, "before_flush")
+def _note_changes(session: Session, flush_context, instances) -> None:
+    if not session.info.get(_CHANGED) and _touches_watched(session):
+        session.info[_CHANGED] = True
+
+
+@event.listens_for(Session, "before_commit")
+def _bump_on_commit(session: Session) -> None:
+    """Move :data:`DATA_VERSION` once per transaction that changed a watched table, at commit
+    (the counter's row is locked only while committing). A new counter starts at a random value,
+    so that a database emptied and refilled (tests) never repeats an old stamp."""
+    if not (session.info.pop(_CHANGED, False) or _touches_watched(session)):
+        return
+    done = session.execute(update(IndexState).where(IndexState.name == DATA_VERSION)
+                           .values(version=IndexState.version + 1, updated_at=timeutil.now_naive_utc()))
+    if not done.rowcount:
+        session.add(IndexState(name=DATA_VERSION, version=random.randrange(1, 2**30)))
+
+
+@event.listens_for(Session, "after_soft_rollback")
+def _forget_changes(session: Session, previous_transaction) -> None:
+    session.info.pop(_CHANGED, None)
+
+
+def _data_stamp() -> tuple | None:
+    """The key of the cached figures; None (never cached) until the counter exists."""
+    from marketplace.services.index_sync import ENTRIES
+
+    found = {name: (version, updated) for name, version, updated in db.session.execute(
+        select(IndexState.name, IndexState.version, IndexState.updated_at)
+        .where(IndexState.name.in_((ENTRIES, DATA_VERSION))))}
+    return (found[DATA_VERSION], found.get(ENTRIES)) if DATA_VERSION in found else None
+
+
+def _cached(key: tuple, compute):
+    """``compute()``, kept per process until the data stamp moves; callers get a copy."""
+    from flask import current_app
+
+    stamp = _data_stamp()
+    if stamp is None:
+        return compute()
+    held = current_app.extensions.get(_CACHE)
+    if held is None or held[0] != stamp:
+        held = current_app.extensions[_CACHE] = (stamp, {})
+    if key not in held[1]:
+        held[1][key] = compute()
+    return copy.deepcopy(held[1][key])
+
+
 # ---------------------------------------------------------------- breakdowns
 
 
@@ -281,8 +357,15 @@ def _entry_cubes() -> tuple[list[tuple], list[tuple], list[tuple]]:
 
 
 def cubes() -> Cubes:
-    """Every cube of the breakdowns: three cached ones and three small GROUP BY queries."""
+    """Every cube of the breakdowns: the three of the entries (cached by the public-content
+    counter) and three small GROUP BY queries (cached by the data version)."""
     needs, products, fields = _entry_cubes()
+    responses, signings, designations = _cached(("cubes",), _activity_cubes)
+    return Cubes(needs=needs, products=products, product_fields=fields, responses=responses,
+                 signings=signings, designations=designations)
+
+
+def _activity_cubes() -> tuple[list[tuple], list[tuple], list[tuple]]:
     published_need = Opportunity.status == EntryStatus.PUBLISHED
     # Responses are counted per need and year first, so each need's city and category are
     # looked up once per need rather than once per response.
@@ -311,10 +394,8 @@ def cubes() -> Cubes:
         .select_from(Designation).outerjoin(Opportunity, Opportunity.id == Designation.opportunity_id)
         .where(Designation.status == DesignationStatus.APPROVED)
         .group_by(city, Designation.year, project_category)).all()
-    return Cubes(needs=needs, products=products, product_fields=fields,
-                 responses=[tuple(r) for r in responses],
-                 signings=[(c, y, k, n, _money(a)) for c, y, k, n, a in signings],
-                 designations=[tuple(r) for r in designations])
+    return ([tuple(r) for r in responses], [(c, y, k, n, _money(a)) for c, y, k, n, a in signings],
+            [tuple(r) for r in designations])
 
 
 def _sum(cells: list[tuple], f: Filters, key: int | None, value: int = 3) -> dict[Any, Any]:
@@ -382,7 +463,8 @@ def designations_by_status(f: Filters, c: Cubes | None = None) -> Figure:
     if f.city:
         stmt = stmt.where(designation_city() == f.city)
     counts = {(k, s): n for k, s, n in db.session.execute(stmt)}
-    statuses = list(DesignationStatus)
+    # Withdrawn recommendations (已撤回) never entered the workflow: not a column of the progress.
+    statuses = [s for s in DesignationStatus if s != DesignationStatus.WITHDRAWN]
     rows = [[kind.label, *(counts.get((kind.value, s.value), 0) for s in statuses)]
             for kind in DesignationKind]
     return Figure("designations", "十百千认定进展", ["类别", *(s.label for s in statuses)], rows,
@@ -506,6 +588,11 @@ def _filter_needs(stmt, f: Filters):
 
 
 def funnel(f: Filters, c: Cubes | None = None) -> Figure:
+    """The funnel figure, computed once per data version and filters (:func:`_cached`)."""
+    return _cached(("funnel", f.year, f.city), lambda: _funnel(f))
+
+
+def _funnel(f: Filters) -> Figure:
     per_need = _per_need(f)
     n = len(FUNNEL_STAGES)
     day = [None] + [per_need.c[f"d{k}"] for k in range(1, n + 1)]

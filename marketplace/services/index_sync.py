@@ -13,10 +13,15 @@ from marketplace.extensions import db
 from marketplace.models import IndexState
 
 ENTRIES = "entries"
+#: Session flag: the entries changed; the keyword index build is queued after the commit
+#: (:mod:`marketplace.services.search_build`).
+SEARCH_BUILD_FLAG = "search_build_requested"
 
 
 def bump(name: str = ENTRIES) -> None:
     """Atomically increment the version (creating the row on first use)."""
+    if name == ENTRIES:
+        db.session.info[SEARCH_BUILD_FLAG] = True
     result = db.session.execute(
         update(IndexState).where(IndexState.name == name).values(version=IndexState.version + 1)
     )

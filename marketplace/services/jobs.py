@@ -103,6 +103,9 @@ KIND_LABELS = {
     "matching.encode_entries": "匹配索引向量",
     "imports.preview": "导入预览",
     "imports.apply": "确认导入",
+    "matching.learn": "训练学习排序模型",
+    "matching.finetune": "微调语义模型",
+    "search.build_index": "关键词索引构建",
 }
 
 

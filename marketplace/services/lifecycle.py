@@ -35,6 +35,14 @@ response, products of those firms, amount in 万元, date, an optional signing/m
 a public title and a private note). Recording one on a need still in 机会发布 moves it to
 创新研发 with a :class:`StageChange` pointing at the signing. Edit and delete by the same people;
 deleting a signing keeps the history (the step stays, its ``signing_id`` becomes empty).
+
+Shortlist history: recording a signing appends a ``signed`` :class:`ShortlistDecision` for each
+signing firm that is on a 对接名单 of the need: the shortlist at the signing's event when that
+event has one for the need, otherwise every shortlist of the need. The decision carries the
+signing's products of that firm, the actor, and the engine snapshot last recorded for the firm on
+that shortlist (``{}`` when none was). Decisions are append-only, so deleting the signing, or
+editing it so that a firm or shortlist no longer applies, appends ``unsigned`` (撤销签约); a firm
+that joins by an edit gets ``signed``, and a change of a firm's signed products a new ``signed``.
 """
 
 from __future__ import annotations
@@ -53,6 +61,7 @@ from marketplace.extensions import db
 from marketplace.models import (
     Consortium,
     ConsortiumMember,
+    DecisionAction,
     EntryStatus,
     Event,
     EventKind,
@@ -66,6 +75,9 @@ from marketplace.models import (
     Response,
     ResponseStatus,
     ScenarioStage,
+    Shortlist,
+    ShortlistDecision,
+    ShortlistEntry,
     Signing,
     SigningParty,
     SigningProduct,
@@ -73,6 +85,7 @@ from marketplace.models import (
     StoredFile,
     User,
 )
+from marketplace.models.base import utcnow
 from marketplace.models.enums import PRODUCT_OWNER_KINDS
 from marketplace.services import audit, notifications, uploads
 from marketplace.services.errors import (
@@ -857,6 +870,7 @@ def record_signing(actor: User, opportunity: Opportunity, data: dict[str, Any]) 
             f"{change.from_label} → {change.to_label}（签约，{change.happened_on:%Y-%m-%d}）",
         )
         _notify_stage(actor, opportunity, change)
+    _reflect_on_shortlists(actor, signing, {}, _shortlist_claims(signing))
     db.session.commit()
     return signing
 
@@ -864,7 +878,10 @@ def record_signing(actor: User, opportunity: Opportunity, data: dict[str, Any]) 
 def update_signing(actor: User, signing: Signing, data: dict[str, Any]) -> Signing:
     require(actor, "edit", signing)
     values = _signing_values(signing.opportunity, data, signing)
+    before = _shortlist_claims(signing)
     _apply_signing(signing, values)
+    db.session.flush()
+    _reflect_on_shortlists(actor, signing, before, _shortlist_claims(signing))
     step = values["linked_step"]
     if step is not None:
         step.happened_on = signing.signed_on
@@ -884,8 +901,89 @@ def delete_signing(actor: User, signing: Signing) -> None:
     )
     for step in db.session.scalars(select(StageChange).where(StageChange.signing_id == signing.id)):
         step.signing_id = None
+    _reflect_on_shortlists(actor, signing, _shortlist_claims(signing), {})
     db.session.delete(signing)
     db.session.commit()
+
+
+# ---------------------------------------------------------------- signings on the shortlists
+
+
+def _shortlist_claims(signing: Signing) -> dict[tuple[int, int], tuple[ShortlistEntry, tuple[int, ...]]]:
+    """``{(shortlist id, firm id): (entry, the signing's product ids of that firm)}`` for the
+    signing's firms that are on a shortlist of its need: the one at the signing's event when the
+    event has a shortlist for the need, otherwise every shortlist of the need."""
+    party_ids = {p.organization_id for p in signing.parties}
+    if not party_ids:
+        return {}
+    shortlists = list(db.session.scalars(
+        select(Shortlist).where(Shortlist.opportunity_id == signing.opportunity_id).order_by(Shortlist.id)
+    ))
+    at_event = [s for s in shortlists if signing.event_id is not None and s.event_id == signing.event_id]
+    chosen = at_event or shortlists
+    if not chosen:
+        return {}
+    entries = db.session.scalars(
+        select(ShortlistEntry)
+        .where(ShortlistEntry.shortlist_id.in_([s.id for s in chosen]),
+               ShortlistEntry.organization_id.in_(party_ids))
+        .options(joinedload(ShortlistEntry.shortlist))
+    )
+    owners = dict(db.session.execute(
+        select(Product.id, Product.owner_id).where(Product.id.in_([p.product_id for p in signing.products]))
+    ).all()) if signing.products else {}
+    products = sorted(((owners.get(p.product_id), p.product_id) for p in signing.products),
+                      key=lambda pair: pair[1])
+    return {
+        (entry.shortlist_id, entry.organization_id): (
+            entry, tuple(pid for owner, pid in products if owner == entry.organization_id)
+        )
+        for entry in entries
+    }
+
+
+def _last_engine(shortlist_id: int, organization_id: int) -> dict:
+    """The engine snapshot last recorded for a firm on a shortlist ({} when none was)."""
+    for engine in db.session.scalars(
+        select(ShortlistDecision.engine)
+        .where(ShortlistDecision.shortlist_id == shortlist_id,
+               ShortlistDecision.organization_id == organization_id)
+        .order_by(ShortlistDecision.id.desc())
+    ):
+        if engine:
+            return dict(engine)
+    return {}
+
+
+def _reflect_on_shortlists(
+    actor: User | None,
+    signing: Signing,
+    before: dict[tuple[int, int], tuple[ShortlistEntry, tuple[int, ...]]],
+    after: dict[tuple[int, int], tuple[ShortlistEntry, tuple[int, ...]]],
+) -> None:
+    """Append ``signed`` / ``unsigned`` decisions for what changed between two claims."""
+    from marketplace.services.shortlists import rank_of
+
+    now = utcnow()
+    day = f"{signing.signed_on:%Y-%m-%d}"
+    changes: list[tuple[tuple[int, int], DecisionAction, tuple[int, ...], str]] = []
+    signed, unsigned = DecisionAction.SIGNED, DecisionAction.UNSIGNED
+    for key, (_, product_ids) in after.items():
+        if key not in before:
+            changes.append((key, signed, product_ids, f"项目签约：{signing.title}（{day}）"))
+        elif before[key][1] != product_ids:
+            changes.append((key, signed, product_ids, f"签约产品调整：{signing.title}（{day}）"))
+    for key, (_, product_ids) in before.items():
+        if key not in after:
+            changes.append((key, unsigned, product_ids, f"撤销签约：{signing.title}（{day}）"))
+    for key, action, product_ids, reason in sorted(changes, key=lambda c: c[0]):
+        entry = (after.get(key) or before[key])[0]
+        rank = rank_of(entry)
+        db.session.add(ShortlistDecision(
+            shortlist_id=key[0], organization_id=key[1], product_ids=list(product_ids), action=action.value,
+            from_rank=rank, to_rank=rank, reason=reason, actor_id=actor.id if actor is not None else None,
+            engine=_last_engine(*key), created_at=now,
+        ))
 
 
 def _signing_options():

@@ -3,16 +3,26 @@
 Only PUBLISHED entries (and published batches) are ever returned. Every list loads its page's
 related rows eagerly (``joinedload`` for many-to-one, ``selectinload`` for a product's field and
 tag rows), so the number of statements per page does not grow with the page size.
+
+The lists stay fast at any depth (:func:`_keyset_page`): their totals are counted once per
+filter combination and public data version (:func:`list_cache`), 下一页 / 上一页 seek from an
+entry's key (``after=<id>`` / ``before=<id>``) on indexes that hold the filter columns and the
+order (``migrations``: "list indexes"), a page number reads ids only, and the cards load only
+the columns they show.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+import threading
+from collections import OrderedDict
+from collections.abc import Callable, Hashable
+from dataclasses import dataclass, field, replace
+from typing import Any
 
 from flask import current_app
 from flask_sqlalchemy.pagination import Pagination
-from sqlalchemy import Select, case, distinct, exists, func, or_, select
-from sqlalchemy.orm import joinedload, selectinload
+from sqlalchemy import Select, and_, case, distinct, exists, func, literal, or_, select, tuple_
+from sqlalchemy.orm import joinedload, load_only, selectinload
 
 from marketplace import timeutil
 from marketplace.extensions import db
@@ -22,10 +32,12 @@ from marketplace.models import (
     EntryKind,
     EntryStatus,
     Opportunity,
+    Organization,
     Product,
     ProductField,
     ProductTag,
 )
+from marketplace.paging import KeysetPage
 from marketplace.reference import reference
 from marketplace.services import search as search_service
 from marketplace.services.errors import NotFound
@@ -199,6 +211,284 @@ def home_stats() -> HomeStats:
     )
 
 
+# -------------------------------------------------------------------- keyset lists
+
+
+@dataclass(frozen=True)
+class _Segment:
+    """A run of a list read in one index order: rows meeting ``where`` as well. A list is its
+    segments one after the other (the opportunities: open ones, then closed ones)."""
+
+    name: str
+    where: tuple = ()
+
+
+@dataclass(frozen=True, eq=False)
+class _ListSpec:
+    """A public list: which rows (``public`` and ``filters``), in which order (``key``, every
+    column in one direction, unique because it ends with the id) and in which segments.
+    ``cache_key`` names the rows for the count cache (the filters, and what else they depend on)."""
+
+    model: type[Opportunity] | type[Product]
+    key: tuple
+    descending: bool
+    public: tuple
+    filters: tuple
+    segments: tuple[_Segment, ...]
+    cache_key: tuple
+
+
+class _BoundedCache:
+    """A small least-recently-used map, safe across threads; keys include the data version,
+    so stale entries are never read again and simply age out."""
+
+    def __init__(self, size: int) -> None:
+        self.size = size
+        self._items: OrderedDict[Hashable, Any] = OrderedDict()
+        self._lock = threading.Lock()
+
+    def get(self, key: Hashable) -> Any:
+        with self._lock:
+            value = self._items.get(key)
+            if value is not None:
+                self._items.move_to_end(key)
+            return value
+
+    def put(self, key: Hashable, value: Any) -> None:
+        with self._lock:
+            self._items[key] = value
+            self._items.move_to_end(key)
+            while len(self._items) > self.size:
+                self._items.popitem(last=False)
+
+    def __len__(self) -> int:
+        return len(self._items)
+
+
+#: ``app.extensions`` key of the per-process cache of list counts.
+LIST_CACHE = "portal.list_cache"
+#: Counts kept per process (one integer per list, filter combination and segment).
+LIST_CACHE_SIZE = 1024
+
+
+def list_cache() -> _BoundedCache:
+    """This app's cache of list counts (created on first use)."""
+    cache = current_app.extensions.get(LIST_CACHE)
+    if cache is None:
+        cache = current_app.extensions.setdefault(LIST_CACHE, _BoundedCache(LIST_CACHE_SIZE))
+    return cache
+
+
+def _segment_count(spec: _ListSpec, segment: _Segment, stamp: Hashable | None) -> int:
+    """``count(*)`` of a segment, cached per filters and public data version (no cache before
+    the version counter exists)."""
+    key = (spec.cache_key, segment.name, stamp)
+    cache = list_cache() if stamp is not None else None
+    if cache is not None and (hit := cache.get(key)) is not None:
+        return hit
+    n = db.session.scalar(
+        select(func.count()).select_from(spec.model)
+        .where(*spec.public, *spec.filters, *segment.where)
+    ) or 0
+    if cache is not None:
+        cache.put(key, n)
+    return n
+
+
+#: Every LADDER_STEP-th key of a list is cached (per filters and data version), so that page N
+#: is a seek from the nearest rung plus an OFFSET shorter than this, at any depth.
+LADDER_STEP = 200
+
+
+def _ladder(spec: _ListSpec, segment: _Segment, stamp: Hashable) -> list[tuple]:
+    """The keys of rows LADDER_STEP, 2 × LADDER_STEP, … of a segment, in list order: one
+    index-ordered ``row_number()`` pass, cached like the counts."""
+    step = LADDER_STEP
+    key = (spec.cache_key, segment.name, "ladder", step, stamp)
+    cache = list_cache()
+    if (hit := cache.get(key)) is not None:
+        return hit
+    position = func.row_number().over(order_by=_order(spec, reverse=False)).label("position")
+    ranked = (select(*spec.key, position)
+              .where(*spec.public, *spec.filters, *segment.where).subquery())
+    rungs = [tuple(row) for row in db.session.execute(
+        select(*[ranked.c[column.key] for column in spec.key])
+        .where(ranked.c.position % step == 0).order_by(ranked.c.position)
+    )]
+    cache.put(key, rungs)
+    return rungs
+
+
+def _page_ids(spec: _ListSpec, segment: _Segment, *, offset: int, limit: int,
+              stamp: Hashable | None) -> list[int]:
+    """Ids ``offset …`` of a segment: a plain OFFSET near the start, else a seek from the
+    ladder's nearest rung plus an OFFSET below :data:`LADDER_STEP`."""
+    if offset < LADDER_STEP or stamp is None:
+        return _segment_ids(spec, segment, limit=limit, offset=offset)
+    ladder = _ladder(spec, segment, stamp)
+    rung = min(offset // LADDER_STEP, len(ladder))
+    if rung == 0:
+        return _segment_ids(spec, segment, limit=limit, offset=offset)
+    return _segment_ids(spec, segment, limit=limit, offset=offset - rung * LADDER_STEP,
+                        beyond=ladder[rung - 1])
+
+
+def _order(spec: _ListSpec, reverse: bool) -> list:
+    descending = spec.descending != reverse
+    return [c.desc() if descending else c.asc() for c in spec.key]
+
+
+def _beyond(spec: _ListSpec, values: tuple, reverse: bool):
+    """SQL: the row comes after ``values`` in the list order (before them when ``reverse``),
+    as one row-value comparison that an index on the key columns answers."""
+    left = tuple_(*spec.key) if len(spec.key) > 1 else spec.key[0]
+    right = tuple_(*values) if len(values) > 1 else values[0]
+    return left < right if spec.descending != reverse else left > right
+
+
+def _segment_ids(spec: _ListSpec, segment: _Segment, *, limit: int, offset: int = 0,
+                 beyond: tuple | None = None, reverse: bool = False) -> list[int]:
+    """Ids of one segment in list order: an index-only read when an index covers the filter
+    columns and the key."""
+    stmt = select(spec.model.id).where(*spec.public, *spec.filters, *segment.where)
+    if beyond is not None:
+        stmt = stmt.where(_beyond(spec, beyond, reverse))
+    stmt = stmt.order_by(*_order(spec, reverse)).limit(limit)
+    if offset:
+        stmt = stmt.offset(offset)
+    return list(db.session.scalars(stmt))
+
+
+def _anchor(spec: _ListSpec, entry_id: int) -> tuple[int, tuple] | None:
+    """``(segment index, key values)`` of a published entry, or None (not public, or in no
+    segment of this list). It need not match the filters: only its place in the order counts."""
+    flags = [
+        case((and_(*segment.where), 1), else_=0) if segment.where else literal(1)
+        for segment in spec.segments
+    ]
+    row = db.session.execute(
+        select(*spec.key, *flags).where(spec.model.id == entry_id, *spec.public)
+    ).first()
+    if row is None:
+        return None
+    n_key = len(spec.key)
+    for index, flag in enumerate(row[n_key:]):
+        if flag:
+            return index, tuple(row[:n_key])
+    return None
+
+
+def _seek(spec: _ListSpec, counts: list[int], start: int, values: tuple, limit: int,
+          reverse: bool) -> list[int]:
+    """Up to ``limit`` ids after (``reverse``: before) the key ``values`` in segment ``start``,
+    continuing into the next (previous) segments; in the direction of reading."""
+    ids: list[int] = []
+    order = range(start, len(spec.segments)) if not reverse else range(start, -1, -1)
+    for index in order:
+        if index != start and not counts[index]:
+            continue
+        ids += _segment_ids(spec, spec.segments[index], limit=limit - len(ids),
+                            beyond=values if index == start else None, reverse=reverse)
+        if len(ids) >= limit:
+            break
+    return ids
+
+
+def _keyset_page(spec: _ListSpec, *, page: int | None, per_page: int, after: int | None,
+                 before: int | None, load: Callable[[list[int]], list]) -> KeysetPage:
+    """One page of a list without ``OFFSET`` over whole rows and without a count per request.
+
+    * ``after`` / ``before`` an entry (下一页 / 上一页): a seek from that entry's key, reading
+      ``per_page + 1`` ids from an index; ``page`` is then only a label. An anchor that is not
+      public falls back to page 1, and a 上一页 that reaches the start shows page 1 whole.
+    * a page number (bookmarks, numbered links, the API): the segment counts (cached per data
+      version) say which segment the page starts in; the ids come from an index-only read of
+      that segment, a seek from the cached ladder (:func:`_page_ids`) on deep pages; a page
+      past the end reads nothing.
+
+    Then one query loads the page's rows by id (``load``).
+    """
+    stamp = search_service.public_stamp()
+    counts = [_segment_count(spec, segment, stamp) for segment in spec.segments]
+    total = sum(counts)
+    pages = max(-(-total // per_page), 1)
+    label = page if page is not None and 1 <= page <= pages else None
+    anchor = _anchor(spec, after if after is not None else before) if (after or before) else None
+    if anchor is not None:
+        start, values = anchor
+        if after is not None:
+            ids = _seek(spec, counts, start, values, per_page + 1, reverse=False)
+            return KeysetPage(load(ids[:per_page]), page=label, per_page=per_page, total=total,
+                              has_prev=True, has_next=len(ids) > per_page)
+        ids = _seek(spec, counts, start, values, per_page + 1, reverse=True)
+        if len(ids) > per_page:
+            return KeysetPage(load(ids[:per_page][::-1]), page=label, per_page=per_page,
+                              total=total, has_prev=True, has_next=True)
+    if anchor is not None or after is not None or before is not None:
+        page = 1
+    page = max(page or 1, 1)
+    offset = (page - 1) * per_page
+    ids = []
+    if offset < total:
+        for segment, count in zip(spec.segments, counts, strict=True):
+            if offset >= count:
+                offset -= count
+                continue
+            ids += _page_ids(spec, segment, offset=offset, limit=per_page - len(ids), stamp=stamp)
+            offset = 0
+            if len(ids) >= per_page:
+                break
+    return KeysetPage(load(ids), page=page, per_page=per_page, total=total, has_prev=page > 1,
+                      has_next=page * per_page < total)
+
+
+def _load(model: type[Opportunity] | type[Product], ids: list[int], options: tuple) -> list:
+    """The rows with these ids, in this order, in one query (plus the ``selectinload`` ones)."""
+    if not ids:
+        return []
+    rows = {row.id: row for row in db.session.scalars(
+        select(model).where(model.id.in_(ids)).options(*options))}
+    return [rows[i] for i in ids if i in rows]
+
+
+#: What the list cards show (templates/portal/_macros.html), and the batch tables.
+_OPPORTUNITY_CARD = (
+    load_only(Opportunity.title, Opportunity.description, Opportunity.publisher_id,
+              Opportunity.field_category, Opportunity.tier, Opportunity.region_city,
+              Opportunity.region_county, Opportunity.budget_min, Opportunity.budget_max,
+              Opportunity.deadline, Opportunity.batch_id, Opportunity.status),
+    joinedload(Opportunity.publisher).load_only(Organization.name),
+    joinedload(Opportunity.batch).load_only(Batch.title),
+)
+_PRODUCT_CARD = (
+    load_only(Product.name, Product.description, Product.owner_id, Product.maturity,
+              Product.region_city, Product.region_county, Product.batch_id, Product.status),
+    joinedload(Product.owner).load_only(Organization.name),
+    joinedload(Product.batch).load_only(Batch.title),
+    selectinload(Product.field_rows),
+    selectinload(Product.tag_rows),
+)
+_OPPORTUNITY_FULL = (joinedload(Opportunity.publisher), joinedload(Opportunity.batch))
+_PRODUCT_FULL = (
+    joinedload(Product.owner), joinedload(Product.batch),
+    selectinload(Product.field_rows), selectinload(Product.tag_rows),
+)
+_BATCH_ROW = {
+    EntryKind.OPPORTUNITY: (
+        load_only(Opportunity.title, Opportunity.publisher_id, Opportunity.field_category,
+                  Opportunity.tier, Opportunity.region_city, Opportunity.region_county,
+                  Opportunity.status),
+        joinedload(Opportunity.publisher).load_only(Organization.name),
+    ),
+    EntryKind.PRODUCT: (
+        load_only(Product.name, Product.owner_id, Product.maturity, Product.region_city,
+                  Product.region_county, Product.status),
+        joinedload(Product.owner).load_only(Organization.name),
+        selectinload(Product.field_rows),
+    ),
+}
+
+
 # -------------------------------------------------------------------- batches
 
 
@@ -229,23 +519,30 @@ def get_published_batch(batch_id: int) -> Batch:
     return batch
 
 
-def batch_entries(batch: Batch, page: int = 1, per_page: int = 50) -> Pagination:
-    """The published entries of a batch in list order (by id), paginated."""
-    if batch.kind == EntryKind.OPPORTUNITY:
-        stmt = (
-            select(Opportunity)
-            .where(Opportunity.batch_id == batch.id, Opportunity.status == PUBLISHED)
-            .options(joinedload(Opportunity.publisher))
-            .order_by(Opportunity.id)
-        )
-    else:
-        stmt = (
-            select(Product)
-            .where(Product.batch_id == batch.id, Product.status == PUBLISHED)
-            .options(joinedload(Product.owner), selectinload(Product.field_rows))
-            .order_by(Product.id)
-        )
-    return db.paginate(stmt, page=page, per_page=per_page, error_out=False)
+def batch_entries(batch: Batch, page: int | None = 1, per_page: int = 50, *,
+                  after: int | None = None, before: int | None = None) -> KeysetPage:
+    """The published entries of a batch in list order (by id): a page by number, or the page
+    after / before an entry (keyset; see :func:`_keyset_page`)."""
+    model = Opportunity if batch.kind == EntryKind.OPPORTUNITY else Product
+    spec = _ListSpec(
+        model=model,
+        key=(model.id,),
+        descending=False,
+        public=(model.status == PUBLISHED,),
+        filters=(model.batch_id == batch.id,),
+        segments=(_Segment("all"),),
+        cache_key=("batch", batch.kind, batch.id),
+    )
+    options = _BATCH_ROW[batch.kind]
+    result = _keyset_page(spec, page=page, per_page=per_page, after=after, before=before,
+                          load=lambda ids: _load(model, ids, options))
+    if result.first_index is None and result.items:
+        # A seek link without its page label: the table's 序号 still needs the position.
+        result.first_index = 1 + (db.session.scalar(
+            select(func.count()).select_from(model)
+            .where(*spec.public, *spec.filters, model.id < result.first_id)
+        ) or 0)
+    return result
 
 
 # -------------------------------------------------------------------- lists
@@ -255,7 +552,7 @@ def batch_entries(batch: Batch, page: int = 1, per_page: int = 50) -> Pagination
 class Listing:
     """One page of a list. ``matched`` holds the highlighted terms of a keyword search."""
 
-    page: Pagination
+    page: KeysetPage | Pagination
     matched: dict[int, list[str]] = field(default_factory=dict)
     ranked: bool = False
 
@@ -265,58 +562,84 @@ def open_condition():
     return or_(Opportunity.deadline.is_(None), Opportunity.deadline >= timeutil.local_today())
 
 
-def opportunity_query(filters: EntryFilters) -> Select | None:
-    """Published opportunities matching ``filters``: open ones first, then newest first
-    (None: nothing can match)."""
+def closed_condition():
+    """SQL: the answer deadline (a Beijing date) is over; the exact negation of
+    :func:`open_condition`, written so that an index on the deadline could serve it."""
+    return Opportunity.deadline < timeutil.local_today()
+
+
+def _opportunity_filters(filters: EntryFilters) -> list | None:
+    """SQL conditions of ``filters`` on opportunities, except the open/closed state (None:
+    nothing can match)."""
     if filters.maturity is not None or filters.tag is not None:
         return None
-    stmt = select(Opportunity).where(Opportunity.status == PUBLISHED)
-    if filters.state == "open":
-        stmt = stmt.where(open_condition())
-    elif filters.state == "closed":
-        stmt = stmt.where(~open_condition())
+    conditions = []
     if filters.batch_id is not None:
-        stmt = stmt.where(Opportunity.batch_id == filters.batch_id)
+        conditions.append(Opportunity.batch_id == filters.batch_id)
     if filters.area is not None:
-        stmt = stmt.where(Opportunity.field_area == filters.area)
+        conditions.append(Opportunity.field_area == filters.area)
     if filters.category is not None:
-        stmt = stmt.where(Opportunity.field_category == filters.category)
+        conditions.append(Opportunity.field_category == filters.category)
     if filters.city is not None:
-        stmt = stmt.where(Opportunity.region_city == filters.city)
+        conditions.append(Opportunity.region_city == filters.city)
     if filters.county is not None:
-        stmt = stmt.where(Opportunity.region_county == filters.county)
+        conditions.append(Opportunity.region_county == filters.county)
     if filters.tier is not None:
-        stmt = stmt.where(Opportunity.tier == filters.tier)
-    return stmt.options(joinedload(Opportunity.publisher), joinedload(Opportunity.batch)).order_by(
-        case((open_condition(), 0), else_=1), Opportunity.published_at.desc(), Opportunity.id.desc()
-    )
+        conditions.append(Opportunity.tier == filters.tier)
+    return conditions
 
 
-def product_query(filters: EntryFilters) -> Select | None:
-    """Published products matching ``filters``, newest first (None: nothing can match)."""
+def _product_filters(filters: EntryFilters) -> list | None:
+    """SQL conditions of ``filters`` on products (None: nothing can match). Categories, areas
+    and tags are ``EXISTS`` probes of the join tables' (value, product_id) indexes."""
     if filters.tier is not None:
         return None
-    stmt = select(Product).where(Product.status == PUBLISHED)
+    conditions = []
     if filters.batch_id is not None:
-        stmt = stmt.where(Product.batch_id == filters.batch_id)
+        conditions.append(Product.batch_id == filters.batch_id)
     if filters.area is not None or filters.category is not None:
         serves = ProductField.product_id == Product.id
         if filters.area is not None:
             serves = serves & (ProductField.area == filters.area)
         if filters.category is not None:
             serves = serves & (ProductField.category == filters.category)
-        stmt = stmt.where(exists().where(serves))
+        conditions.append(exists().where(serves))
     if filters.tag is not None:
-        stmt = stmt.where(
+        conditions.append(
             exists().where(ProductTag.product_id == Product.id, ProductTag.tag == filters.tag)
         )
     if filters.city is not None:
-        stmt = stmt.where(Product.region_city == filters.city)
+        conditions.append(Product.region_city == filters.city)
     if filters.county is not None:
-        stmt = stmt.where(Product.region_county == filters.county)
+        conditions.append(Product.region_county == filters.county)
     if filters.maturity is not None:
-        stmt = stmt.where(Product.maturity == filters.maturity)
-    return stmt.options(
+        conditions.append(Product.maturity == filters.maturity)
+    return conditions
+
+
+def opportunity_query(filters: EntryFilters) -> Select | None:
+    """Published opportunities matching ``filters``: open ones first, then newest first
+    (None: nothing can match). Every row, for exports; the pages use :func:`list_opportunities`."""
+    conditions = _opportunity_filters(filters)
+    if conditions is None:
+        return None
+    stmt = select(Opportunity).where(Opportunity.status == PUBLISHED, *conditions)
+    if filters.state == "open":
+        stmt = stmt.where(open_condition())
+    elif filters.state == "closed":
+        stmt = stmt.where(~open_condition())
+    return stmt.options(joinedload(Opportunity.publisher), joinedload(Opportunity.batch)).order_by(
+        case((open_condition(), 0), else_=1), Opportunity.published_at.desc(), Opportunity.id.desc()
+    )
+
+
+def product_query(filters: EntryFilters) -> Select | None:
+    """Published products matching ``filters``, newest first (None: nothing can match). Every
+    row, for exports; the pages use :func:`list_products`."""
+    conditions = _product_filters(filters)
+    if conditions is None:
+        return None
+    return select(Product).where(Product.status == PUBLISHED, *conditions).options(
         joinedload(Product.owner),
         joinedload(Product.batch),
         selectinload(Product.field_rows),
@@ -324,26 +647,82 @@ def product_query(filters: EntryFilters) -> Select | None:
     ).order_by(Product.published_at.desc(), Product.id.desc())
 
 
-def _listing(kind: str, stmt: Select | None, filters: EntryFilters, q: str | None,
-             page: int, per_page: int) -> Listing:
+def _opportunity_spec(filters: EntryFilters) -> _ListSpec | None:
+    """The opportunity list: open ones (征集中) first, then closed ones, each newest first.
+
+    The two runs are separate segments so that each is read in the order of an index; which
+    entries are open depends on today's (Beijing) date, so the day is part of the cache key.
+    """
+    conditions = _opportunity_filters(filters)
+    if conditions is None:
+        return None
+    open_run = _Segment("open", (open_condition(),))
+    closed_run = _Segment("closed", (closed_condition(),))
+    segments = {"open": (open_run,), "closed": (closed_run,)}.get(filters.state, (open_run, closed_run))
+    return _ListSpec(
+        model=Opportunity,
+        key=(Opportunity.published_at, Opportunity.id),
+        descending=True,
+        public=(Opportunity.status == PUBLISHED, Opportunity.published_at.is_not(None)),
+        filters=tuple(conditions),
+        segments=segments,
+        cache_key=(EntryKind.OPPORTUNITY, filters, timeutil.local_today()),
+    )
+
+
+def _product_spec(filters: EntryFilters) -> _ListSpec | None:
+    """The product list, newest first."""
+    conditions = _product_filters(filters)
+    if conditions is None:
+        return None
+    return _ListSpec(
+        model=Product,
+        key=(Product.published_at, Product.id),
+        descending=True,
+        public=(Product.status == PUBLISHED, Product.published_at.is_not(None)),
+        filters=tuple(conditions),
+        segments=(_Segment("all"),),
+        # The open/closed state does not apply to products; keep it out of the key.
+        cache_key=(EntryKind.PRODUCT, replace(filters, state=None)),
+    )
+
+
+def _listing(kind: str, spec: _ListSpec | None, filters: EntryFilters, q: str | None,
+             page: int | None, per_page: int, after: int | None, before: int | None,
+             options: tuple) -> Listing:
     if q and q.strip():
-        result = search_service.search(kind, q, filters, page, per_page)
+        result = search_service.search(kind, q, filters, page or 1, per_page)
         return Listing(page=result, matched=result.matched, ranked=True)
-    if stmt is None:
+    if spec is None:
         return Listing(page=search_service.empty_page(per_page))
-    return Listing(page=db.paginate(stmt, page=page, per_page=per_page, error_out=False))
+    return Listing(page=_keyset_page(
+        spec, page=page, per_page=per_page, after=after, before=before,
+        load=lambda ids: _load(spec.model, ids, options),
+    ))
 
 
-def list_opportunities(filters: EntryFilters, q: str | None = None, page: int = 1,
-                       per_page: int = 20) -> Listing:
-    """A page of published opportunities: newest first, or ranked by relevance to ``q``."""
-    return _listing(EntryKind.OPPORTUNITY, opportunity_query(filters), filters, q, page, per_page)
+def list_opportunities(filters: EntryFilters, q: str | None = None, page: int | None = 1,
+                       per_page: int = 20, *, after: int | None = None,
+                       before: int | None = None, card_only: bool = False) -> Listing:
+    """A page of published opportunities: open ones first and newest first (by page number, or
+    after / before an entry), or ranked by relevance to ``q``.
+
+    ``card_only`` loads just the columns a list card shows (the portal pages); otherwise whole
+    rows (the API serialises more fields).
+    """
+    options = _OPPORTUNITY_CARD if card_only else _OPPORTUNITY_FULL
+    return _listing(EntryKind.OPPORTUNITY, _opportunity_spec(filters), filters, q, page,
+                    per_page, after, before, options)
 
 
-def list_products(filters: EntryFilters, q: str | None = None, page: int = 1,
-                  per_page: int = 20) -> Listing:
-    """A page of published products: newest first, or ranked by relevance to ``q``."""
-    return _listing(EntryKind.PRODUCT, product_query(filters), filters, q, page, per_page)
+def list_products(filters: EntryFilters, q: str | None = None, page: int | None = 1,
+                  per_page: int = 20, *, after: int | None = None, before: int | None = None,
+                  card_only: bool = False) -> Listing:
+    """A page of published products, newest first (by page number, or after / before an
+    entry), or ranked by relevance to ``q``. ``card_only``: see :func:`list_opportunities`."""
+    options = _PRODUCT_CARD if card_only else _PRODUCT_FULL
+    return _listing(EntryKind.PRODUCT, _product_spec(filters), filters, q, page, per_page,
+                    after, before, options)
 
 
 def search_entries(q: str, sides: tuple[str, ...], filters: EntryFilters, page: int = 1,

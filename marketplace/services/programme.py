@@ -4,7 +4,8 @@ Designation workflow, declared as data in :data:`TRANSITIONS` (the service, the 
 buttons and the tests all read it)::
 
     (recommend) ──> recommended ──review──> reviewing ──approve──> approved   (已认定)
-                     推荐           评审中      └──────reject───> rejected   (未通过)
+                     推荐   │       评审中      └──────reject───> rejected   (未通过)
+                            └──withdraw──> withdrawn (已撤回)
 
 Who may do what:
 
@@ -14,6 +15,11 @@ Who may do what:
   projects are recommended by organizers only (they speak for a region or for several parties).
 * **Review, approve, reject.** Organizers only (``decided_by`` records the approving organizer;
   rejecting needs a note, which the organisations concerned see).
+* **Edit and withdraw (修改 / 撤回).** While a recommendation is still 推荐 (before review), its
+  recommender or an organizer may edit it (year, subject, description, evidence; the kind stays)
+  or withdraw it (已撤回, a note optional). A member recommender must still belong to the
+  recommended firm. A withdrawn recommendation is no longer live: the subject may be recommended
+  again.
 
 Subject rules per kind:
 
@@ -79,6 +85,8 @@ from marketplace.services import audit, notifications, uploads
 from marketplace.services.errors import InvalidTransition, NotFound, PermissionDenied, ValidationFailed
 
 ORGANIZER = "organizer"
+#: Organizers, or the user who recommended the designation (see :func:`is_recommender`).
+RECOMMENDER = "recommender"
 #: Kinds of organisation that can be a 高成长性企业.
 FIRM_KINDS = frozenset({OrgKind.ENTERPRISE, OrgKind.SOE})
 MIN_YEAR = 2018
@@ -100,6 +108,7 @@ class Transition:
     action: str
     sources: frozenset[str]
     target: str
+    #: :data:`ORGANIZER` (organizers only) or :data:`RECOMMENDER` (organizers and the recommender).
     who: str
     label: str
     done: str
@@ -119,8 +128,13 @@ TRANSITIONS: dict[str, Transition] = {
         Transition("reject", frozenset({DesignationStatus.REVIEWING}), DesignationStatus.REJECTED,
                    ORGANIZER, "不予认定", "已标记为未通过，相关单位将收到通知。", style="outline-danger",
                    note_required=True),
+        Transition("withdraw", frozenset({DesignationStatus.RECOMMENDED}), DesignationStatus.WITHDRAWN,
+                   RECOMMENDER, "撤回推荐", "推荐已撤回。", style="outline-secondary",
+                   confirm="确定撤回该推荐吗？撤回后不再进入评审。"),
     )
 }
+#: Statuses in which a recommendation may still be edited.
+EDITABLE = frozenset({DesignationStatus.RECOMMENDED})
 
 #: The Jiangxi plan: (year, kind, cumulative, target).
 DEFAULT_TARGETS: tuple[tuple[int, str, bool, int], ...] = (
@@ -173,14 +187,35 @@ def self_recommend_problem(user: User | None) -> str | None:
     return None
 
 
+def is_recommender(user: User | None, designation: Designation) -> bool:
+    """``user`` recommended ``designation`` (a member only while still in the firm it recommended)."""
+    if user is None or not user.is_authenticated or designation.recommended_by_id != user.id:
+        return False
+    if is_staff(user):
+        return True
+    return designation.organization_id is not None and user.organization_id == designation.organization_id
+
+
 def transition_problem(user: User | None, designation: Designation, action: str) -> str | None:
     step = TRANSITIONS.get(action)
     if step is None:
         return "未知的操作"
     if not is_staff(user):
-        return "只有组织方可以评审认定"
+        if step.who != RECOMMENDER:
+            return "只有组织方可以评审认定"
+        if not is_recommender(user, designation):
+            return "只有推荐人或组织方可以撤回推荐"
     if designation.status not in step.sources:
         return f"「{designation.status_label}」状态的认定不能{step.label}"
+    return None
+
+
+def edit_problem(user: User | None, designation: Designation) -> str | None:
+    """Why ``user`` may not edit ``designation`` (None: they may)."""
+    if not (is_staff(user) or is_recommender(user, designation)):
+        return "只有推荐人或组织方可以修改推荐"
+    if designation.status not in EDITABLE:
+        return f"「{designation.status_label}」状态的认定不能修改，只有「推荐」状态可以修改"
     return None
 
 
@@ -189,7 +224,8 @@ def problem(user: User | None, action: str, obj: Any) -> str | None:
 
     * ``Designation`` (the class): ``list`` (organizers see all, members their own), ``create``
       (organizers), ``self_recommend`` (members of a verified enterprise, for their own firm);
-    * a :class:`Designation`: ``view``, ``evidence`` and every action of :data:`TRANSITIONS`;
+    * a :class:`Designation`: ``view``, ``evidence``, ``edit`` and every action of
+      :data:`TRANSITIONS`;
     * ``ProgrammeTarget`` (the class): ``edit`` (organizers);
     * ``"dashboard"``: ``view`` (organizers).
     """
@@ -207,6 +243,8 @@ def problem(user: User | None, action: str, obj: Any) -> str | None:
                 return None
             org_id = _org_id(user)
             return None if org_id is not None and org_id in concerned_org_ids(obj) else "认定记录不存在"
+        if action == "edit":
+            return edit_problem(user, obj)
         return transition_problem(user, obj, action)
     if obj is ProgrammeTarget or obj == "dashboard":
         return None if is_staff(user) else "只有组织方可以查看和维护"
@@ -228,7 +266,11 @@ def require(user: User | None, action: str, obj: Any) -> None:
     if isinstance(obj, Designation):
         if not can(user, "view", obj):
             raise NotFound("认定记录不存在")
-        if action in TRANSITIONS and is_staff(user):
+        # Someone entitled to the action, refused only by the designation's status.
+        entitled = is_staff(user) or (
+            is_recommender(user, obj) and (action == "edit" or (
+                action in TRANSITIONS and TRANSITIONS[action].who == RECOMMENDER)))
+        if entitled and (action == "edit" or action in TRANSITIONS):
             raise InvalidTransition(reason)
     raise PermissionDenied(reason)
 
@@ -374,8 +416,10 @@ def parse_need_ids(raw: str) -> list[int]:
 
 
 def _live_duplicate(kind: str, *, opportunity_id: int | None = None, organization_id: int | None = None,
-                    name: str | None = None) -> Designation | None:
+                    name: str | None = None, exclude_id: int | None = None) -> Designation | None:
     stmt = select(Designation).where(Designation.kind == kind, Designation.status.in_(LIVE))
+    if exclude_id is not None:
+        stmt = stmt.where(Designation.id != exclude_id)
     if opportunity_id is not None:
         stmt = stmt.where(Designation.opportunity_id == opportunity_id)
     if organization_id is not None:
@@ -395,11 +439,12 @@ def find_firm(value: str) -> Organization | None:
     )
 
 
-def clean(data: dict) -> dict[str, Any]:
+def clean(data: dict, exclude_id: int | None = None) -> dict[str, Any]:
     """Check a recommendation; returns the values, or raises :class:`ValidationFailed`.
 
     ``data`` keys: kind, year, description; zone: name, region_city, region_county, need_ids
-    (text); project: opportunity_id; firm: organization (name or credit code).
+    (text); project: opportunity_id; firm: organization (name or credit code). ``exclude_id``:
+    the designation being edited (it is not its own duplicate).
     """
     errors: dict[str, str] = {}
     kind = data.get("kind")
@@ -431,7 +476,7 @@ def clean(data: dict) -> dict[str, Any]:
         if elsewhere and "need_ids" not in errors and "region_city" not in errors:
             errors["need_ids"] = f"需求 {'、'.join(map(str, elsewhere[:5]))} 不在该示范区所在地区"
         values["needs"] = [by_id[i] for i in need_ids if i in by_id]
-        if "name" not in errors and _live_duplicate(kind, name=values["name"]):
+        if "name" not in errors and _live_duplicate(kind, name=values["name"], exclude_id=exclude_id):
             errors["name"] = "已有同名的示范区推荐或认定记录"
     elif kind == DesignationKind.PROJECT:
         try:
@@ -443,7 +488,7 @@ def clean(data: dict) -> dict[str, Any]:
             errors["opportunity_id"] = "请选择已公开的场景需求"
         elif need.stage != ScenarioStage.DEMONSTRATION:
             errors["opportunity_id"] = f"该需求处于「{need.stage_label}」阶段，示范项目须处于「示范推广」阶段"
-        elif _live_duplicate(kind, opportunity_id=need.id):
+        elif _live_duplicate(kind, opportunity_id=need.id, exclude_id=exclude_id):
             errors["opportunity_id"] = "该需求已有推荐中、评审中或已认定的示范项目记录"
         values["opportunity"] = need
         values["name"] = need.title if need is not None else ""
@@ -455,7 +500,7 @@ def clean(data: dict) -> dict[str, Any]:
             errors["organization"] = f"{firm.kind_label}不能认定为高成长性企业"
         elif not firm.verified:
             errors["organization"] = "该单位尚未通过组织方认证"
-        elif _live_duplicate(kind, organization_id=firm.id):
+        elif _live_duplicate(kind, organization_id=firm.id, exclude_id=exclude_id):
             errors["organization"] = "该单位已有推荐中、评审中或已认定的高成长性企业记录"
         values["organization"] = firm
         values["name"] = firm.name if firm is not None else ""
@@ -521,11 +566,96 @@ def recommend(user: User, data: dict, evidence: tuple[BinaryIO, str] | None = No
     return designation
 
 
+def form_data(designation: Designation) -> dict[str, Any]:
+    """The edit form's initial values of a designation."""
+    data: dict[str, Any] = {"year": designation.year, "description": designation.description}
+    if designation.kind == DesignationKind.ZONE:
+        data.update(name=designation.name, region_city=designation.region_city,
+                    region_county=designation.region_county or "",
+                    need_ids=", ".join(str(row.opportunity_id) for row in designation.opportunities))
+    elif designation.kind == DesignationKind.PROJECT:
+        data["opportunity_id"] = designation.opportunity_id
+    elif designation.organization is not None:
+        data["organization"] = designation.organization.name
+    return data
+
+
+def update(user: User, designation: Designation, data: dict,
+           evidence: tuple[BinaryIO, str] | None = None) -> Designation:
+    """Edit a recommendation still in 推荐 (its recommender or an organizer; the kind stays; a
+    member's own application changes only its year, description and evidence); commits."""
+    require(user, "edit", designation)
+    if is_staff(user):
+        data = {**data, "kind": designation.kind}
+    else:
+        data = {"year": data.get("year"), "description": data.get("description"),
+                "kind": DesignationKind.FIRM, "organization": designation.organization.credit_code}
+    values = clean(data, exclude_id=designation.id)
+    changed = [label for label, old, new in (
+        ("年度", designation.year, values["year"]), ("名称", designation.name, values["name"]),
+        ("推荐理由", designation.description, values["description"])) if old != new]
+    designation.year, designation.name = values["year"], values["name"]
+    designation.description = values["description"]
+    if designation.kind == DesignationKind.ZONE:
+        region = (values["region_city"], values["region_county"])
+        if (designation.region_city, designation.region_county) != region:
+            changed.append("地区")
+        designation.region_city, designation.region_county = region
+        wanted = [n.id for n in values["needs"]]
+        if [row.opportunity_id for row in designation.opportunities] != wanted:
+            changed.append("区内场景需求")
+        keep = {row.opportunity_id: row for row in designation.opportunities}
+        designation.opportunities = [keep.get(i) or DesignationOpportunity(opportunity_id=i) for i in wanted]
+    elif designation.kind == DesignationKind.PROJECT:
+        need = values["opportunity"]
+        if need.id != designation.opportunity_id:
+            changed.append("场景需求")
+        designation.opportunity_id, designation.opportunity = need.id, need
+        firms = delivering_org_ids(need.id)
+        keep_orgs = {row.organization_id: row for row in designation.organizations}
+        designation.organizations = [keep_orgs.get(i) or DesignationOrganization(organization_id=i)
+                                     for i in firms]
+    else:
+        if values["organization"].id != designation.organization_id:
+            changed.append("企业")
+        designation.organization_id = values["organization"].id
+        designation.organization = values["organization"]
+    old_file = designation.evidence_file if evidence is not None else None
+    stored = _store_evidence(user, evidence, designation.organization_id)
+    if stored is not None:
+        designation.evidence_file = stored
+        changed.append("证明材料")
+    designation.updated_at = timeutil.now_naive_utc()
+    try:
+        db.session.flush()
+        what = "、".join(changed) if changed else "无内容变化"
+        audit.record(user, "designation.update", designation,
+                     f"修改推荐{designation.kind_label}「{designation.name}」（{designation.year}年）：{what}")
+        _notify(designation, f"{designation.year}年{designation.kind_label}推荐「{designation.name}」已修改",
+                f"修改内容：{what}", exclude_org=user.organization_id)
+        if not is_staff(user):
+            notifications.notify_staff(
+                NotificationKind.DESIGNATION, f"「{designation.name}」修改了高成长性企业申报",
+                url=notifications.path_for("programme.designation", id=designation.id))
+        db.session.commit()
+    except Exception:
+        db.session.rollback()
+        if stored is not None:
+            uploads.remove_file(stored)
+        raise
+    if old_file is not None:
+        uploads.delete_committed([old_file])
+    return designation
+
+
 def apply(user: User, designation: Designation, action: str, note: str = "",
           evidence: tuple[BinaryIO, str] | None = None) -> Designation:
-    """Perform a workflow step (see :data:`TRANSITIONS`); commits."""
+    """Perform a workflow step (see :data:`TRANSITIONS`); commits. Withdrawing keeps the
+    evidence as it is (no file is taken)."""
     require(user, action, designation)
     step = TRANSITIONS[action]
+    if step.target == DesignationStatus.WITHDRAWN:
+        evidence = None
     note = (note or "").strip()
     if "\x00" in note:
         raise ValidationFailed({"note": "意见包含无效字符"})
@@ -549,7 +679,13 @@ def apply(user: User, designation: Designation, action: str, note: str = "",
         audit.record(user, f"designation.{action}", designation, summary)
         body = f"意见：{note}" if note and step.target != DesignationStatus.REVIEWING else ""
         _notify(designation, f"{designation.year}年{designation.kind_label}「{designation.name}」"
-                f"{designation.status_label}", body)
+                f"{designation.status_label}", body,
+                exclude_org=None if is_staff(user) else user.organization_id)
+        if not is_staff(user):
+            notifications.notify_staff(
+                NotificationKind.DESIGNATION, f"「{designation.name}」{designation.status_label}"
+                f"{designation.year}年{designation.kind_label}申报", body,
+                url=notifications.path_for("programme.designation", id=designation.id))
         db.session.commit()
     except Exception:
         db.session.rollback()
@@ -708,11 +844,14 @@ def load_default_targets(user: User) -> int:
 
 
 
-def project_candidates() -> list[Opportunity]:
-    """Published needs in 示范推广 without a live project designation (the recommend form)."""
+def project_candidates(keep: Designation | None = None) -> list[Opportunity]:
+    """Published needs in 示范推广 without a live project designation (the recommend form);
+    ``keep``: the designation being edited (its own need stays a candidate)."""
     live = select(Designation.opportunity_id).where(
         Designation.kind == DesignationKind.PROJECT, Designation.status.in_(LIVE),
         Designation.opportunity_id.is_not(None))
+    if keep is not None:
+        live = live.where(Designation.id != keep.id)
     return list(db.session.scalars(
         select(Opportunity).options(selectinload(Opportunity.publisher))
         .where(Opportunity.status == EntryStatus.PUBLISHED, Opportunity.stage == ScenarioStage.DEMONSTRATION,

@@ -9,8 +9,12 @@ labs by (organisation, kind), lab links by (lab, need), designations by (kind, y
 targets by (year, kind, cumulative).
 
 Dates are days before the Beijing day the seeds are loaded (``days_ago``, or the event's day
-for a signing at an event), clamped so that no step precedes the need's publication or the step
-before it. The rules of the services are checked while loading (:class:`ProgrammeSeedError`):
+for a signing at an event) or absolute Beijing dates (``on`` for a step, ``signed_on`` for a
+signing: the needs of the 2023–2025 batches, whose history spans several years), clamped so that
+no step precedes the need's publication or the step before it, nor follows today. A seeded
+signing whose firm was on a shortlist of its need before the signing appends the ``signed``
+shortlist decision the service would have written (engine snapshot ``{"seeded": true}``).
+The rules of the services are checked while loading (:class:`ProgrammeSeedError`):
 a need leaves 机会发布 with a selected response or an organizer's decision with a note, steps
 follow :data:`services.lifecycle.TRANSITIONS`, signing parties are verified firms and their
 products belong to them, lab links fall in 创新研发 or 孵化试点, a project designation is on a
@@ -30,6 +34,7 @@ from marketplace.extensions import db
 from marketplace.models import (
     AuditEvent,
     Consortium,
+    DecisionAction,
     Designation,
     DesignationKind,
     DesignationOpportunity,
@@ -49,6 +54,7 @@ from marketplace.models import (
     ProgrammeTarget,
     Role,
     ScenarioStage,
+    ShortlistDecision,
     Signing,
     SigningParty,
     SigningProduct,
@@ -110,6 +116,14 @@ class _Loader:
     def day(self, days_ago: int, not_before: date | None) -> date:
         day = self.today - timedelta(days=days_ago)
         return max(day, not_before) if not_before is not None else day
+
+    def dated(self, rec: dict, key: str, not_before: date | None) -> date:
+        """``rec[key]`` (an ISO date) if given, else ``rec["days_ago"]``; never before
+        ``not_before`` nor after today."""
+        if rec.get(key):
+            day = min(date.fromisoformat(rec[key]), self.today)
+            return max(day, not_before) if not_before is not None else day
+        return self.day(rec["days_ago"], not_before)
 
     def stamp(self, day: date) -> datetime:
         return min(local_datetime_to_utc(day, _RECORDED_AT), self.now)
@@ -200,7 +214,7 @@ class _Loader:
                     self.fail(f"{rec['event']!r} is not a signing or matchmaking event")
                 day = max(timeutil.to_local(event.starts_at).date(), lifecycle.published_day(opportunity))
             else:
-                day = self.day(rec["days_ago"], lifecycle.published_day(opportunity))
+                day = self.dated(rec, "signed_on", lifecycle.published_day(opportunity))
             parties = [self.org(name) for name in rec.get("parties", [])]
             consortium = None
             if rec.get("consortium"):
@@ -241,6 +255,7 @@ class _Loader:
             self.signings[rec["title"]] = signing
             self.report.add("signings")
             when = self.stamp(day)
+            self.signed_decisions(signing, when)
             self.audit(
                 self.organizer,
                 "signing.create",
@@ -258,6 +273,32 @@ class _Loader:
                 lifecycle.need_path(opportunity),
                 when,
             )
+
+    def signed_decisions(self, signing: Signing, when: datetime) -> None:
+        """The ``signed`` decisions of :func:`services.lifecycle.record_signing`, for the
+        shortlists that existed when the signing took place."""
+        for (shortlist_id, organization_id), (entry, product_ids) in sorted(
+            lifecycle._shortlist_claims(signing).items()
+        ):
+            if entry.shortlist.created_at > when:
+                continue
+            shown = sorted(entry.shortlist.entries, key=lambda e: (not e.pinned, e.position, e.id))
+            rank = shown.index(entry) + 1
+            db.session.add(
+                ShortlistDecision(
+                    shortlist_id=shortlist_id,
+                    organization_id=organization_id,
+                    product_ids=list(product_ids),
+                    action=DecisionAction.SIGNED.value,
+                    from_rank=rank,
+                    to_rank=rank,
+                    reason=f"项目签约：{signing.title}（{signing.signed_on:%Y-%m-%d}）",
+                    actor_id=self.organizer.id if self.organizer else None,
+                    engine={"seeded": True},
+                    created_at=when,
+                )
+            )
+            self.report.add("shortlist decisions")
 
     def org_by_id(self, organization_id: int) -> Organization:
         return db.session.get(Organization, organization_id)
@@ -305,7 +346,7 @@ class _Loader:
                     day = max(signing.signed_on, previous)
                     note = note or f"项目签约：{signing.title}"
                 else:
-                    day = self.day(step_rec["days_ago"], previous)
+                    day = self.dated(step_rec, "on", previous)
                 actor = self.actor(who, opportunity)
                 change = StageChange(
                     opportunity=opportunity,

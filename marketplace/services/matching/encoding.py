@@ -1,4 +1,5 @@
-"""The encoding job: corpus entries are encoded in the background, never in a request.
+"""The encoding and index-building job: corpus entries are encoded and the engine's index
+versions are built in the background, never in a request.
 
 When what is public changes (a batch is published, an edit approved), the service that made
 the change calls :func:`request_encoding`; once its transaction commits, the job
@@ -20,9 +21,14 @@ to encode, to a ``Job`` row (kind ``matching.encode_entries``, 「更新匹配�
 organizers see with a progress bar under /jobs (:class:`marketplace.services.jobs.RecordedProgress`;
 a run with nothing to do leaves no row).
 
-The offline encoder needs a fitted state before it can encode. When no snapshot holds one
+After encoding, the job builds a new engine version (:meth:`MatchingService.build_version`:
+BM25, HNSW and items written as memory-mappable files under ``MATCHING_INDEX_DIR`` and
+published atomically) when the published entries differ from the current version, which folds
+the workers' in-memory deltas in. A worker with no version at all queues this same job.
+
+The offline encoder needs a fitted state before it can encode. When no version holds one
 (nothing was ever built), the job runs a full :meth:`MatchingService.rebuild`, which fits it
-on the published corpus, encodes everything and writes the snapshot.
+on the published corpus, encodes everything and publishes a version.
 """
 
 from __future__ import annotations
@@ -110,7 +116,10 @@ def encode_entries_job() -> None:
     token = IN_ENCODING_JOB.set(True)
     record = job_records.RecordedProgress(ENCODE_JOB, ENCODE_JOB_TITLE)
     try:
-        encode_missing(get_service(), progress=job_records.as_callback(record))
+        service = get_service()
+        report = encode_missing(service, progress=job_records.as_callback(record))
+        if service.enabled and not report.rebuilt:
+            service.build_version()  # fold the delta in: a new engine version, if anything changed
     except BaseException as exc:
         record.finish(exc, "更新匹配索引向量时出错；已保存的向量不会丢失，下次运行会继续")
         raise

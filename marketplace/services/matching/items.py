@@ -29,7 +29,7 @@ from matching import Item, document_text
 
 SIDES: tuple[str, ...] = (EntryKind.OPPORTUNITY.value, EntryKind.PRODUCT.value)
 _CHUNK = 500
-_MODELS: dict[str, type[Opportunity] | type[Product]] = {
+MODELS: dict[str, type[Opportunity] | type[Product]] = {
     EntryKind.OPPORTUNITY: Opportunity,
     EntryKind.PRODUCT: Product,
 }
@@ -204,7 +204,7 @@ def _load_items(side: str, ids: Sequence[int] | None) -> list[Item]:
 
 def published_stamps(side: str) -> dict[int, datetime]:
     """``{id: updated_at}`` of the published rows of one side (what an index was built from)."""
-    model = _MODELS[side]
+    model = MODELS[side]
     rows = db.session.execute(select(model.id, model.updated_at).where(model.status == EntryStatus.PUBLISHED))
     return {item_id: updated_at for item_id, updated_at in rows}
 
@@ -213,7 +213,7 @@ def load_rows(side: str, ids: Sequence[int]) -> dict[int, Entry]:
     """Published rows by id, with what the result cards show, in one query (+ selectins)."""
     if not ids:
         return {}
-    model = _MODELS[side]
+    model = MODELS[side]
     if side == EntryKind.OPPORTUNITY:
         options = [joinedload(Opportunity.publisher)]
     else:

@@ -1,43 +1,50 @@
-"""The matching service: one engine per app process, built and refreshed from the database.
+"""The matching service: one per app process, serving a shared, prebuilt engine version.
 
-Each app keeps one :class:`MatchingService` in ``app.extensions["matching"]``. It wraps a
-:class:`matching.MatchEngine` built from the PUBLISHED opportunities and products.
+Each app keeps one :class:`MatchingService` in ``app.extensions["matching"]``. It serves a
+:class:`matching.MatchEngine` over the PUBLISHED opportunities and products.
 
-Sources of truth and accelerators:
+**Versions, built once, outside requests, shared** (issue 13). An engine version is written by
+:meth:`MatchingService.build_version`, which only the background job
+(:mod:`marketplace.services.matching.encoding`, ``matching.encode_entries``) and ``flask
+matching rebuild`` run: items, the BM25 score matrix, the vectors and the FAISS index go into a
+fresh folder of :class:`~marketplace.services.index_files.IndexStore` (root
+``MATCHING_INDEX_DIR``, name ``engine``), which is then published by renaming it and switching the
+``engine.json`` pointer atomically. A version is named by a hash of the items' content and the
+encoder fingerprint, so the same data is never built twice. Web workers only **open** the current
+version (:meth:`matching.MatchEngine.load`: ``np.load(mmap_mode="r")`` and FAISS
+``IO_FLAG_MMAP_IFC``), so every worker on the host shares one copy of the index pages. Before each
+query a worker ``stat``s the pointer; when it names a new version, the worker opens it (no
+restart, no build).
 
-* The database is the source of truth. Every document vector lives in the embedding cache
-  (:mod:`marketplace.services.matching.cache`), keyed by (kind, id, sha256 of the document
-  text, encoder fingerprint).
-* ``MATCHING_INDEX_DIR`` holds snapshots written by :meth:`matching.MatchEngine.save`
-  (``snap-<corpus version>-<fingerprint>/``, including the fitted encoder state) and a
-  ``current.json`` pointer. They only make a start faster: a missing or stale snapshot is
-  rebuilt from the database and the cache. A snapshot is never written while some entry
-  still waits for its vector.
-* The offline encoder is fitted on :meth:`MatchingService.rebuild` (``flask matching
-  rebuild`` / ``refit``, or the encoding job when no fitted state exists), never on an edit.
+**A worker never builds while serving.** With no version at all (a new install), a request
+queues the build job and answers from a delta of the published entries when there are at most
+``DELTA_ONLY_LIMIT`` of them (BM25 with the delta's own statistics, vectors from the cache), or
+empty, with :attr:`MatchingStatus.message` 「索引构建中」, until the job has published a version.
+:meth:`build_version` raises inside a request (outside the job). Outside a request (CLI, job,
+script, test) the service builds the first version itself.
 
-Who encodes (DESIGN.md, "The matching engine at run time"): **the request path never
-encodes a corpus entry.** Inside a request (:func:`flask.has_request_context`) the service
-only reads vectors from the cache; a published entry without a cached vector is indexed
-*pending*: a zero vector, so its dense score is 0 while BM25 and the structured signals find
-it as usual, and the encoding job (:mod:`marketplace.services.matching.encoding`) is queued.
-The job stores the vector and bumps the ``vectors`` row of ``index_state``; the next refresh
-of every worker swaps the zero vector for the real one. Outside a request (CLI, jobs, scripts, benchmarks)
-the service encodes what the cache lacks itself, as a background process may.
+**The delta.** Entries published, changed or withdrawn after a version was built are held in a
+small in-memory delta per worker. The freshness check reads the ``index_state`` rows (one small
+query per request); when they moved, it reads the rows whose ``updated_at`` is newer than the
+version's stamp (one query per side) plus one count of the older published rows, which catches
+rows published with an old stamp or deleted (then the ids are compared). New and changed entries
+go into the delta (scored with the version's BM25 statistics, their vectors exactly), and
+changed or withdrawn ones are masked out of the version at once. Publishing queues the job,
+whose new version folds the delta in.
+
+**Who encodes** (DESIGN.md, "The matching engine at run time"): the request path never encodes
+a corpus entry. Inside a request (:func:`flask.has_request_context`) the service only reads
+vectors from the embedding cache (:mod:`marketplace.services.matching.cache`); a delta entry
+without a cached vector is indexed *pending* with a zero vector (found by BM25 and the
+structured signals) and the encoding job is queued; when the job has stored the vector it bumps
+the ``vectors`` row and the next refresh swaps it in. The offline encoder is fitted only by a
+full rebuild (``flask matching rebuild``/``refit``, or the job when no version holds a fitted
+state); until then a worker serves lexically (:class:`LexicalOnlyEncoder`).
 
 Queries still encode on the request path, because they are not corpus entries: the free
 text of a search, the one unpublished entry (draft, entry under review) that is the query on
 its own matching page, and the sentences of the shown hits for the 「语义最接近」 evidence
 (per query, capped and cached by the engine; see docs/matching.md).
-
-Freshness: services bump :mod:`marketplace.services.index_sync` whenever what is public
-changes; the encoding job and rebuilds bump its ``vectors`` row. Before every query the
-service reads both rows (one small query); when one moved, it
-refreshes incrementally: it compares ``(id, updated_at)`` of the published rows per side with
-what it indexed, upserts the new or changed entries, removes the ones no longer published,
-and retries the pending ones against the cache. When the row does not exist (nothing was
-ever bumped) the comparison runs on every query. When a ``flask matching rebuild`` in another
-process has written a snapshot with another encoder fingerprint, the worker reloads it.
 """
 
 from __future__ import annotations
@@ -48,10 +55,8 @@ import hashlib
 import json
 import logging
 import os
-import shutil
 import threading
 import time
-import uuid
 from collections.abc import Callable, Sequence
 from contextvars import ContextVar
 from dataclasses import dataclass, field
@@ -61,15 +66,17 @@ from typing import Any, Literal
 
 import numpy as np
 from flask import has_request_context
-from sqlalchemy import select
+from sqlalchemy import func, select
 
 from marketplace.extensions import db
-from marketplace.models import EntryKind, IndexState, Opportunity, Product
+from marketplace.models import EntryKind, EntryStatus, IndexState, Opportunity, Product
 from marketplace.reference import reference
 from marketplace.services import index_sync
-from marketplace.services.matching import cache
+from marketplace.services.index_files import IndexStore, IndexVersion
+from marketplace.services.matching import cache, finetune, learning
 from marketplace.services.matching.checks import check_k, check_query_text, check_side
 from marketplace.services.matching.items import (
+    MODELS,
     SIDES,
     Entry,
     item_for,
@@ -78,16 +85,32 @@ from marketplace.services.matching.items import (
     published_stamps,
     text_hash,
 )
-from matching import Encoder, Filters, Hit, IndexMismatch, Item, MatchConfig, MatchEngine, document_text
+from matching import (
+    Encoder,
+    EncoderLoadError,
+    Filters,
+    Hit,
+    IndexMismatch,
+    Item,
+    MatchConfig,
+    MatchEngine,
+    document_text,
+)
 from matching.encoders import build_encoder, load_encoder
 
 logger = logging.getLogger("marketplace.services.matching")
+PUBLISHED = EntryStatus.PUBLISHED
 
 #: Near-duplicates shown on a detail page.
 SIMILAR_K = 5
-#: Bumped whenever the way an Item is built from a row changes (invalidates snapshots).
+#: Bumped whenever the way an Item is built from a row changes (invalidates versions).
 ITEM_FORMAT = 1
-POINTER_FILE = "current.json"
+#: The IndexStore name of the engine's versions (``<MATCHING_INDEX_DIR>/engine.json`` + folders).
+ENGINE_INDEX = "engine"
+POINTER_FILE = f"{ENGINE_INDEX}.json"
+#: With no version yet, a worker serves at most this many published entries from its delta.
+DELTA_ONLY_LIMIT = 2000
+BUILDING_MESSAGE = "索引构建中"
 
 Progress = Callable[[int, int], None]
 Key = tuple[str, int]
@@ -130,6 +153,16 @@ class MatchingStatus:
     fitted_on: int | None
     #: Published entries still waiting for their vector (found lexically until the job ran).
     pending: int = 0
+    #: No engine version exists yet: the build job is queued (「索引构建中」).
+    building: bool = False
+    #: The engine version in use, and how many entries its in-memory delta holds.
+    index_version: str | None = None
+    delta: int = 0
+
+    @property
+    def message(self) -> str | None:
+        """What pages show about the index state (``None`` when it is ready)."""
+        return BUILDING_MESSAGE if self.building else None
 
     @property
     def total(self) -> int:
@@ -155,6 +188,9 @@ class BuildReport:
     timings: dict[str, float] = field(default_factory=dict)
     #: Entries indexed without a vector (only when built inside a request).
     pending: int = 0
+    #: The engine version built (or found up to date), and whether files were written.
+    version: str | None = None
+    built: bool = True
 
 
 @dataclass
@@ -233,10 +269,20 @@ class MatchingService:
         self.evidence_explicit = bool(evidence_explicit)
         self.enabled = bool(enabled)
         self._lock = threading.RLock()
+        #: The versioned engine index shared by every process on this host.
+        self.store = IndexStore(self.index_dir, ENGINE_INDEX)
+        self._version: IndexVersion | None = None
+        self._pointer_seen: tuple[int, int] | None = None
+        #: Rows the delta holds, with the ``updated_at`` they were indexed with.
+        self._delta_rows: dict[str, dict[int, datetime]] = {side: {} for side in SIDES}
+        self._needs_refresh = True
+        #: No version and too many published entries to serve from a delta: answer empty.
+        self._delta_capped = False
         self._template: Encoder | None = None
+        #: The fine-tuned encoder the template was built from (issue 14 §3), if any.
+        self._tuned: finetune.ActiveEncoder | None = None
         self._fallback_reason: str | None = None
         self._engine: MatchEngine | None = None
-        self._stamps: dict[str, dict[int, datetime]] = {side: {} for side in SIDES}
         self._synced: SyncStamp | None = None
         self._fitted_on: int | None = None
         #: Entries indexed with a zero vector until the job has stored theirs.
@@ -261,7 +307,19 @@ class MatchingService:
     # ---------------------------------------------------------------- encoders
 
     def _base_encoder(self) -> Encoder:
-        """The configured encoder, built once (a pretrained model is loaded only here)."""
+        """The configured encoder, built once (a pretrained model is loaded only here), or the
+        fine-tuned version of it that ``flask matching finetune`` switched on."""
+        # -- issue 14 §3: the active fine-tuned encoder (services/matching/finetune.py) --
+        tuned = finetune.active_encoder(self, fresh=IN_ENCODING_JOB.get())
+        if self._template is not None and tuned != self._tuned:
+            self._template = None  # switched (or switched back): build the encoder again
+        self._tuned = tuned
+        if self._template is None and tuned is not None:
+            try:
+                self._template, self._fallback_reason = finetune.load_encoder(tuned), None
+            except EncoderLoadError as exc:
+                logger.warning("matching: fine-tuned encoder %s not usable (%s)", tuned.version, exc)
+        # -- end issue 14 §3 --
         if self._template is None:
             encoder = build_encoder(self.model_spec, model_dir=self.model_dir)
             self._fallback_reason = encoder.fallback_reason
@@ -297,65 +355,56 @@ class MatchingService:
         """The encoder of the current engine (``None`` before the first query)."""
         return self._engine.encoder if self._engine is not None else None
 
-    # ---------------------------------------------------------------- snapshots
+    # ---------------------------------------------------------------- versions
 
-    def _read_pointer(self) -> dict[str, Any] | None:
+    def current_version(self) -> IndexVersion | None:
+        """The published engine version the pointer names (``None``: nothing built yet)."""
+        return self.store.current()
+
+    def _pointer_key(self) -> tuple[int, int] | None:
         try:
-            return json.loads((self.index_dir / POINTER_FILE).read_text(encoding="utf-8"))
-        except (OSError, ValueError):
+            st = os.stat(self.store.pointer)
+        except OSError:
             return None
+        return (st.st_ino, st.st_mtime_ns)
 
-    def _snapshot_dir(self) -> Path | None:
-        pointer = self._read_pointer()
-        if not pointer or not isinstance(pointer.get("snapshot"), str):
-            return None
-        path = self.index_dir / Path(pointer["snapshot"]).name
-        return path if path.is_dir() else None
-
-    def _corpus_version(self, stamps: dict[str, dict[int, datetime]]) -> str:
+    def _corpus_version(self, items: Sequence[Item], encoder: Encoder) -> str:
+        """The name of the version built from ``items`` with ``encoder``: a hash of every item's
+        content (not only ids and stamps: tests and clocks can repeat those), the encoder
+        fingerprint and what else shapes the files."""
         h = hashlib.sha256()
         h.update(json.dumps([ITEM_FORMAT, self.hnsw_threshold, list(reference().tags)]).encode())
-        for side in SIDES:
-            for item_id in sorted(stamps[side]):
-                h.update(f"{side}:{item_id}:{stamps[side][item_id].isoformat()}\n".encode())
-        return h.hexdigest()[:16]
+        h.update(MatchEngine.corpus_version_of(items).encode())
+        h.update(encoder.fingerprint.encode())
+        return h.hexdigest()[:20]
 
-    def _save_snapshot(self, engine: MatchEngine, version: str) -> None:
-        """Write a snapshot next to the others, then switch the pointer (atomically)."""
-        if not _is_real(engine.encoder):
-            return
+    def _open_current(self) -> bool:
+        """Open the version the pointer names if it is not the one in use. Returns whether a
+        version was (re)opened. A version that does not fit the configured encoder is ignored
+        (the build job replaces it)."""
+        self._pointer_seen = self._pointer_key()
+        version = self.store.current()
+        if version is None or (self._version is not None and version.version == self._version.version):
+            return False
         try:
-            self.index_dir.mkdir(parents=True, exist_ok=True)
-            name = f"snap-{version}-{engine.encoder.fingerprint.replace(':', '_')[:32]}"
-            final = self.index_dir / name
-            if not final.is_dir():
-                tmp = self.index_dir / f"tmp-{uuid.uuid4().hex}"
-                engine.save(tmp, version)
-                try:
-                    os.rename(tmp, final)
-                except OSError:  # another worker wrote the same snapshot first
-                    shutil.rmtree(tmp, ignore_errors=True)
-            pointer = {
-                "snapshot": name,
-                "corpus_version": version,
-                "encoder": engine.encoder.name,
-                "fingerprint": engine.encoder.fingerprint,
-                "fitted_on": self._fitted_on,
-            }
-            tmp_pointer = self.index_dir / f".{POINTER_FILE}.{uuid.uuid4().hex}"
-            tmp_pointer.write_text(json.dumps(pointer, ensure_ascii=False), encoding="utf-8")
-            os.replace(tmp_pointer, self.index_dir / POINTER_FILE)
-            self._prune_snapshots(keep=name)
-        except OSError as exc:
-            # The snapshot is only an accelerator: a read-only or full disk must not break queries.
-            logger.warning("matching: cannot write the index snapshot in %s: %s", self.index_dir, exc)
+            engine = MatchEngine.load(
+                version.path, encoder=self._fresh_encoder(), config=self.engine_config()
+            )
+        except IndexMismatch as exc:
+            logger.info("matching: version %s not used (%s); the build job replaces it", version.version, exc)
+            return False
+        self._adopt(engine, version)
+        return True
 
-    def _prune_snapshots(self, keep: str) -> None:
-        cutoff = time.time() - 3600
-        for path in self.index_dir.iterdir():
-            old_tmp = path.name.startswith("tmp-") and path.stat().st_mtime < cutoff
-            if (path.name.startswith("snap-") and path.name != keep) or old_tmp:
-                shutil.rmtree(path, ignore_errors=True)
+    def _adopt(self, engine: MatchEngine, version: IndexVersion | None) -> None:
+        """Serve ``engine`` (opened from ``version``, or delta-only) from now on."""
+        self._engine = engine
+        self._version = version
+        self._delta_rows = {side: {} for side in SIDES}
+        self._pending, self._requested = set(), set()
+        self._needs_refresh = True
+        if version is not None:
+            self._fitted_on = version.meta.get("fitted_on")
 
     # ---------------------------------------------------------------- the embedding cache
 
@@ -381,12 +430,6 @@ class MatchingService:
             return vectors, 0, {(i.side, i.id) for i in missing}
         vectors.update(cache.encode_and_store(missing, encoder, progress))
         return vectors, len(missing), set()
-
-    @staticmethod
-    def _with_zero_vectors(items: Sequence[Item], vectors: dict[Key, np.ndarray], dim: int) -> dict:
-        """``vectors`` plus a zero vector for every item without one (dense score 0)."""
-        zero = np.zeros(dim, dtype=np.float32)
-        return {**{(i.side, i.id): zero for i in items}, **vectors}
 
     def _note_pending(self, keys: set[Key]) -> None:
         """Remember entries indexed without their vector; queue the job for the new ones."""
@@ -440,104 +483,98 @@ class MatchingService:
         }
         return rows.get(index_sync.ENTRIES), rows.get(VECTORS)
 
-    def _build(
-        self,
-        stamps: dict[str, dict[int, datetime]],
-        encoder: Encoder | None,
-        progress: Progress | None = None,
+    def build_version(
+        self, encoder: Encoder | None = None, progress: Progress | None = None, force: bool = False
     ) -> BuildReport:
-        """Build the engine from the database and the cache; fit ``encoder`` if it is unfitted
-        (outside a request; inside one the engine is lexical-only until the job has fitted it)."""
+        """Build an engine version from the database and the cache and publish it (atomically).
+
+        Runs in the build job, ``flask matching rebuild`` or a script, **never while serving a
+        request** (it raises there). Fits ``encoder`` if it is unfitted and encodes whatever the
+        cache lacks. When the current version was built from the same content with the same
+        encoder, nothing is built (unless ``force``). Every worker opens the new version on its
+        next query (the pointer file changed).
+        """
+        if not self.may_encode_corpus():
+            raise RuntimeError("an engine version is built by the job or the CLI, never in a request")
         timings: dict[str, float] = {}
         started = time.perf_counter()
+        stamps = {side: published_stamps(side) for side in SIDES}
         items = [item for side in SIDES for item in load_published_items(side)]
-        stamps = {
-            side: {i.id: stamps[side][i.id] for i in items if i.side == side and i.id in stamps[side]}
-            for side in SIDES
-        }
         timings["load"] = time.perf_counter() - started
-        encoder = encoder or self._fresh_encoder()
-        if not encoder.is_fitted and items:
-            if self.may_encode_corpus():
-                started = time.perf_counter()
-                encoder.fit([document_text(i) for i in items])
-                self._fitted_on = len(items)
-                timings["fit"] = time.perf_counter() - started
-            else:
-                encoder = LexicalOnlyEncoder()
-        encoded = 0
-        pending: set[Key] = set()
-        engine = MatchEngine(encoder, config=self.engine_config(), hnsw_threshold=self.hnsw_threshold)
-        if encoder.is_fitted:
+        encoder = encoder or self._saved_encoder() or self._fresh_encoder()
+        if not encoder.is_fitted and not items:
+            # nothing to fit the offline encoder on, nothing to find: no version yet
+            with self._lock:
+                self._adopt(MatchEngine.delta_only(LexicalOnlyEncoder(), config=self.engine_config()), None)
+            return BuildReport({side: 0 for side in SIDES}, 0, 0, encoder.name, None, None, built=False)
+        if not encoder.is_fitted:
             started = time.perf_counter()
-            if _is_real(encoder):
-                vectors, encoded, pending = self._vectors_for(items, encoder, progress)
-            else:
-                vectors, pending = {}, {(i.side, i.id) for i in items}
-            timings["encode"] = time.perf_counter() - started
-            started = time.perf_counter()
-            engine.build(items, self._with_zero_vectors(items, vectors, encoder.dim) if pending else vectors)
-            timings["index"] = time.perf_counter() - started
-            if not pending:
-                started = time.perf_counter()
-                self._save_snapshot(engine, self._corpus_version(stamps))
-                timings["save"] = time.perf_counter() - started
-        self._engine = engine
-        # Rows published between the two reads are indexed without a stamp: the next refresh
-        # upserts them again, which is harmless.
-        self._stamps = stamps
-        self._pending = set()
-        self._requested &= pending  # keep: still waiting for the job already queued
-        self._note_pending(pending)
-        counts = {side: engine.count(side) for side in SIDES}
-        return BuildReport(
+            encoder.fit([document_text(i) for i in items])
+            self._fitted_on = len(items)
+            timings["fit"] = time.perf_counter() - started
+        started = time.perf_counter()
+        vectors, encoded, _ = self._vectors_for(items, encoder, progress)
+        timings["encode"] = time.perf_counter() - started
+        counts = {side: sum(1 for i in items if i.side == side) for side in SIDES}
+        name = self._corpus_version(items, encoder)
+        current = self.store.current()
+        report = BuildReport(
             counts=counts,
             encoded=encoded,
-            cached=len(items) - encoded - len(pending),
+            cached=len(items) - encoded,
             encoder_name=encoder.name,
-            fingerprint=encoder.fingerprint if _is_real(encoder) else None,
+            fingerprint=encoder.fingerprint,
             previous_fingerprint=None,
             timings=timings,
-            pending=len(pending),
+            version=name,
         )
-
-    def _load_or_build(self) -> None:
-        """Start: load the snapshot if it matches the corpus, else rebuild from DB + cache."""
-        stamps = {side: published_stamps(side) for side in SIDES}
-        version = self._corpus_version(stamps)
-        base = self._base_encoder()
-        snapshot = self._snapshot_dir()
-        if snapshot is not None:
-            try:
-                self._engine = MatchEngine.load(
-                    snapshot,
-                    encoder=self._fresh_encoder(),
-                    expected_corpus_version=version,
-                    config=self.engine_config(),
-                )
-                self._stamps = stamps
-                self._pending, self._requested = set(), set()
-                self._fitted_on = (self._read_pointer() or {}).get("fitted_on")
-                return
-            except IndexMismatch as exc:
-                logger.info(
-                    "matching: snapshot %s not used (%s); rebuilding from the database", snapshot, exc
-                )
-        self._build(stamps, self._saved_encoder() if not base.is_fitted else None)
+        if current is not None and current.version == name and not force:
+            report.built = False
+            if self._version is None or self._version.version != name:
+                self._open_current()
+            return report
+        started = time.perf_counter()
+        engine = MatchEngine(encoder, config=self.engine_config(), hnsw_threshold=self.hnsw_threshold)
+        engine.build(items, vectors)
+        timings["index"] = time.perf_counter() - started
+        started = time.perf_counter()
+        folder = self.store.new_build()
+        try:
+            engine.save(folder, name)
+        except BaseException:
+            self.store.discard(folder)
+            raise
+        newest = max((t for side in SIDES for t in stamps[side].values()), default=None)
+        meta = {
+            "stamp": newest.isoformat() if newest is not None else None,
+            "counts": counts,
+            "encoder": encoder.name,
+            "fingerprint": encoder.fingerprint,
+            "fitted_on": self._fitted_on,
+        }
+        self.store.publish(folder, name, meta)
+        timings["save"] = time.perf_counter() - started
+        del engine
+        with self._lock:
+            self._open_current()
+        logger.info("matching: published engine version %s (%s)", name, counts)
+        return report
 
     def _saved_encoder(self) -> Encoder | None:
-        """The fitted offline encoder of the current snapshot, if it is usable."""
-        snapshot = self._snapshot_dir()
-        if snapshot is None:
+        """The fitted offline encoder of the current version, if it is usable."""
+        if self._base_encoder().is_fitted:
+            return None
+        version = self.store.current()
+        if version is None:
             return None
         try:
-            saved = load_encoder(snapshot / "encoder")
+            saved = load_encoder(version.path / "encoder")
         except Exception as exc:  # noqa: BLE001 - any unreadable state means "refit"
             logger.info("matching: saved encoder state not usable (%s); refitting", exc)
             return None
         if saved.name != self._base_encoder().name or not saved.is_fitted:
             return None
-        self._fitted_on = (self._read_pointer() or {}).get("fitted_on")
+        self._fitted_on = version.meta.get("fitted_on")
         return saved
 
     def rebuild(
@@ -547,25 +584,22 @@ class MatchingService:
 
         ``refit`` fits a fresh offline encoder on the current corpus (a new fingerprint when
         the corpus changed, so vectors are re-encoded); otherwise the fitted state of the
-        current engine or snapshot is kept. Every vector the cache lacks is encoded here, in
-        this process. ``prune`` then drops cache rows that no longer match. Other workers
-        notice the new snapshot and vectors on their next query.
+        current version is kept. Every vector the cache lacks is encoded here, in this process.
+        A new version is always written and published; ``prune`` then drops cache rows that no
+        longer match. Other workers open the new version on their next query.
         """
         if not self.may_encode_corpus():
             raise RuntimeError("a full rebuild encodes the corpus: run it from the CLI or a job")
         with self._lock:
             current = self._engine.encoder if self._engine is not None else None
             previous = current.fingerprint if current is not None and _is_real(current) else None
+            if previous is None and self.store.current() is not None:
+                previous = self.store.current().meta.get("fingerprint")
             encoder: Encoder | None = None
-            if not refit:
-                if current is not None and _is_real(current):
-                    encoder = current
-                elif not self._base_encoder().is_fitted:
-                    encoder = self._saved_encoder()
-            stamps = {side: published_stamps(side) for side in SIDES}
-            report = self._build(stamps, encoder, progress)
+            if refit:
+                encoder = self._fresh_encoder()
+            report = self.build_version(encoder, progress, force=True)
             report.previous_fingerprint = previous
-            # Tell the other workers (they reload when the snapshot's fingerprint differs).
             index_sync.bump(VECTORS)
             db.session.commit()
             self._synced = self._read_sync_stamp()
@@ -573,39 +607,69 @@ class MatchingService:
                 report.pruned = self.prune_cache()
             return report
 
-    def _refresh(self) -> None:
+    def _serve_without_version(self) -> None:
+        """No version to open (nothing built yet) while serving: never build one here. Queue
+        the build job and answer from a delta of the published entries when there are few of
+        them (BM25 with the delta's own statistics, cached vectors or none); otherwise answer
+        empty with the status 「索引构建中」 until the job has published a version."""
+        self._job_wanted = True
+        base = self._base_encoder()
+        encoder = base if base.is_fitted else LexicalOnlyEncoder()
+        total = sum(self._published_count(side) for side in SIDES)
+        engine = MatchEngine.delta_only(encoder, config=self.engine_config())
+        self._adopt(engine, None)
+        self._delta_capped = total > DELTA_ONLY_LIMIT
+
+    @staticmethod
+    def _published_count(side: str) -> int:
+        model = MODELS[side]
+        count = select(func.count()).select_from(model).where(model.status == PUBLISHED)
+        return db.session.scalar(count) or 0
+
+    def _refresh_delta(self) -> None:
+        """Bring the delta up to date: the rows changed since the version's stamp (one small
+        query per side), checked against the version's counts; see the module docstring."""
         engine = self._engine
         assert engine is not None
-        pointer = self._read_pointer()
+        version = self._version
+        stamp = None
+        if version is not None and version.meta.get("stamp"):
+            stamp = datetime.fromisoformat(version.meta["stamp"])
         encoder = engine.encoder
-        if not _is_real(encoder):
-            self._load_or_build()  # lexical-only: adopt the fitted state once the job wrote it
-            return
-        if (
-            pointer
-            and encoder.is_fitted
-            and pointer.get("encoder") == encoder.name
-            and pointer.get("fingerprint") != encoder.fingerprint
-        ):
-            self._load_or_build()  # another process refitted: adopt its encoder
-            return
-        current = {side: published_stamps(side) for side in SIDES}
-        if not encoder.is_fitted:
-            if any(current.values()):
-                self._build(current, None)
-            return
         for side in SIDES:
-            known = self._stamps[side]
-            for item_id in [i for i in known if i not in current[side]]:
+            model = MODELS[side]
+            if version is None:
+                if self._delta_capped:
+                    continue
+                query = select(model.id, model.status, model.updated_at).where(model.status == PUBLISHED)
+            else:
+                query = select(model.id, model.status, model.updated_at)
+                if stamp is not None:
+                    query = query.where(model.updated_at > stamp)
+            newer = {row_id: (status, updated) for row_id, status, updated in db.session.execute(query)}
+            published = {i: updated for i, (status, updated) in newer.items() if status == PUBLISHED}
+            gone = [i for i, (status, _) in newer.items() if status != PUBLISHED]
+            if version is not None:
+                extra, missing = self._base_drift(engine, side, model, stamp, newer)
+                published.update(extra)
+                gone.extend(missing)
+            held = self._delta_rows[side]
+            for item_id in gone:
                 engine.remove(side, item_id)
-                del known[item_id]
+                held.pop(item_id, None)
                 self._pending.discard((side, item_id))
-            changed = {i for i, stamp in current[side].items() if known.get(i) != stamp}
-            waiting = {i for s, i in self._pending if s == side and i in current[side]} - changed
+            for item_id in [i for i in held if i not in published]:
+                engine.remove(side, item_id)  # an old delta row no longer newer: cannot happen
+                del held[item_id]
+            changed = {i for i, updated in published.items() if held.get(i) != updated}
+            waiting = {i for s, i in self._pending if s == side and i in published} - changed
             if not changed and not waiting:
                 continue
             items = load_published_items(side, sorted(changed | waiting))
-            vectors, _, pending = self._vectors_for(items, encoder)
+            if _is_real(encoder):
+                vectors, _, pending = self._vectors_for(items, encoder)
+            else:  # lexical-only until the job has fitted the offline encoder
+                vectors, pending = {}, {(i.side, i.id) for i in items}
             for item in items:
                 key = (item.side, item.id)
                 if key in pending:
@@ -615,22 +679,53 @@ class MatchingService:
                     engine.upsert(item, vectors[key])
                     self._pending.discard(key)
                     self._requested.discard(key)
-                known[item.id] = current[side][item.id]
-            self._note_pending(pending)
+                held[item.id] = published[item.id]
+            self._note_pending(pending if _is_real(encoder) else set())  # (the job is queued already)
+        self._needs_refresh = False
+
+    def _base_drift(
+        self, engine: MatchEngine, side: str, model: Any, stamp: datetime | None, newer: dict
+    ) -> tuple[dict[int, datetime], list[int]]:
+        """Rows not newer than the stamp that the version does not hold as they are: published
+        later with an old ``updated_at`` (a frozen clock, a long transaction) or deleted. Found
+        by one count; only when it disagrees, by comparing the ids."""
+        base_count = int(self._version.meta.get("counts", {}).get(side, 0)) if self._version else 0
+        old = select(func.count()).select_from(model).where(model.status == PUBLISHED)
+        if stamp is not None:
+            old = old.where(model.updated_at <= stamp)
+        n_old = db.session.scalar(old) or 0
+        base_ids = engine.base_ids(side)
+        newer_in_base = int(np.isin(np.fromiter(newer, dtype=np.int64), base_ids).sum()) if newer else 0
+        if n_old == base_count - newer_in_base:
+            return {}, []
+        rows = select(model.id, model.updated_at).where(model.status == PUBLISHED)
+        if stamp is not None:
+            rows = rows.where(model.updated_at <= stamp)
+        old_rows = dict(db.session.execute(rows).all())
+        old_ids = np.fromiter(old_rows, dtype=np.int64)
+        extra = {int(i): old_rows[int(i)] for i in np.setdiff1d(old_ids, base_ids).tolist()}
+        missing = [int(i) for i in np.setdiff1d(base_ids, old_ids).tolist() if int(i) not in newer]
+        return extra, missing
 
     def _sync(self) -> MatchEngine | None:
-        """Bring the engine up to date with the database (see the module docstring)."""
+        """Bring the engine up to date (see the module docstring): open a newer version if the
+        pointer moved, else refresh the delta when the ``index_state`` rows moved."""
         if not self.enabled:
             return None
         stamp = self._read_sync_stamp()
         with self._lock:
-            if self._engine is None:
-                self._load_or_build()
-            elif stamp[0] is None or stamp != self._synced:
-                self._refresh()
+            if self._engine is None or self._version is None or self._pointer_key() != self._pointer_seen:
+                self._open_current()
+            if self._version is None:
+                if self.may_encode_corpus():
+                    self.build_version()  # CLI, job or script: it may build
+                elif self._engine is None:
+                    self._serve_without_version()
+            if self._needs_refresh or stamp[0] is None or stamp != self._synced:
+                self._refresh_delta()
             self._synced = stamp
         if self._queue_encoding():
-            return self._sync()  # the job ran in this process: take its vectors now
+            return self._sync()  # the job ran in this process (immediate mode): take its version
         return self._engine
 
     def preload(self) -> None:
@@ -661,7 +756,9 @@ class MatchingService:
         engine = self._sync()
         if engine is None:
             return []
-        return self._results(EntryKind.PRODUCT, engine.products_for(item_for(opportunity), k, filters))
+        item = item_for(opportunity)
+        # The learned re-ranker reorders the hits when a model is active (services/matching/learning.py).
+        return self._results(EntryKind.PRODUCT, learning.rerank(item, engine.products_for(item, k, filters)))
 
     def opportunities_for_product(
         self, product: Product, k: int = 20, filters: Filters | None = None
@@ -721,5 +818,10 @@ class MatchingService:
             version=self._synced[0][0] if self._synced and self._synced[0] else None,
             fitted_on=self._fitted_on,
             pending=self.pending,
+            # no version yet while there is something to index (the job is queued)
+            building=self.enabled and self._version is None and (self._delta_capped or self.pending > 0
+                                                                 or sum(counts.values()) > 0),
+            index_version=self._version.version if self._version is not None else None,
+            delta=engine.delta_size() if engine is not None else 0,
         )
 

@@ -1,0 +1,321 @@
+"""Public pages that browsers and a reverse proxy can cache (docs/deployment.md, "Caching").
+
+* **No session for anonymous visitors.** A request without a session cookie gets a
+  :class:`CookielessSession`: reading it (Flask-Login looking for a user, ``base.html`` looking
+  for flashed messages) neither sets a cookie nor adds ``Vary: Cookie``; only writing to it does
+  (a form's CSRF token, a flash, a login). ``base.html`` renders the CSRF ``<meta>`` only for
+  signed-in users and for pages that hold a form (:func:`csrf_token_issued`).
+* **Validators from the data version.** For the endpoints in :data:`PUBLIC_ENDPOINTS`, an
+  anonymous GET (no session or remember-me cookie, no ``Authorization`` header) gets a weak
+  ``ETag`` and a ``Last-Modified`` computed *before the view runs* from one small query: every
+  row of ``index_state`` (the public-content counter of ``services.index_sync``, the vector
+  counter, and :data:`PAGES`, which this module moves on every commit that changes a table the
+  public pages show), plus the URL with its query, the template/code version and today's
+  Beijing date (deadlines, 征集中). Pages that list events add the nearest event start or end
+  (「即将举办」 changes when one passes). A matching ``If-None-Match`` (or, without it,
+  ``If-Modified-Since``) is answered ``304`` without running the view.
+* **Cache-Control.** Such a 200 gets ``public, max-age=60, stale-while-revalidate=…``, unless
+  the response wrote the session (a form with a CSRF token, a flash) or set any cookie. Any
+  response to a request with a session, remember-me cookie or API token, or that writes the
+  session, gets ``private, no-store`` unless the view chose its own ``Cache-Control``.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from flask import Flask, current_app, request, session
+from flask.sessions import SecureCookieSession, SecureCookieSessionInterface
+from sqlalchemy import event, func, literal, select, union_all, update
+from sqlalchemy.dialects.postgresql import insert as pg_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
+from sqlalchemy.orm import Session
+from werkzeug.wrappers import Response
+
+from marketplace import timeutil
+from marketplace.config import PROJECT_ROOT
+from marketplace.extensions import db
+from marketplace.models import Event, IndexState
+
+#: The ``index_state`` row moved after every commit that changes a table a public page shows.
+PAGES = "pages"
+#: Endpoints whose anonymous GETs are cacheable, and whether they show events (the home page's
+#: 「近期活动」, the events pages) and so change when an event starts or ends.
+PUBLIC_ENDPOINTS: dict[str, bool] = {
+    "portal.index": True,
+    "portal.opportunities": False,
+    "portal.products": False,
+    "portal.opportunity": False,
+    "portal.product": False,
+    "portal.batches": False,
+    "portal.batch": False,
+    "portal.search": False,
+    "programme.achievements": False,
+    "events.index": True,
+    "events.detail": True,
+    "lifecycle.labs": False,
+    "api.search": False,
+    "api.opportunities": False,
+    "api.products": False,
+}
+#: Tables no public page shows: accounts, tokens, audit, notifications, mail, jobs, caches and the
+#: counters themselves. A commit that changes only these leaves :data:`PAGES` alone.
+PRIVATE_TABLES = frozenset({
+    "user", "login_token", "account_token", "api_token", "audit_event", "notification",
+    "notification_preference", "email_outbox", "match_alert", "job", "embedding_cache",
+    "index_state", "entry_revision",
+})
+_CHANGED = "http_cache.public_tables_changed"
+#: Where the validators of this request wait for the response (the WSGI environ is per request;
+#: ``g`` is not, when a test or script holds one app context across requests).
+_VALIDATORS = "marketplace.http_cache.validators"
+
+
+# ---------------------------------------------------------------- sessions
+
+
+class CookielessSession(SecureCookieSession):
+    """The session of a request that brought no session cookie.
+
+    Flask marks a session *accessed* (and so sends ``Vary: Cookie``) whenever it is read. An
+    empty session that is only read changes nothing and sets no cookie, so here only a write
+    counts as an access; a write sets the cookie and ``Vary: Cookie`` as usual.
+    """
+
+    @property
+    def accessed(self) -> bool:  # type: ignore[override]
+        return self.modified
+
+    @accessed.setter
+    def accessed(self, value: bool) -> None:
+        pass
+
+
+class CacheFriendlySessionInterface(SecureCookieSessionInterface):
+    """Signed-cookie sessions (Flask's default) with :class:`CookielessSession` for new ones."""
+
+    def open_session(self, app: Flask, request) -> SecureCookieSession | None:
+        if self.get_cookie_name(app) not in request.cookies:
+            return CookielessSession() if self.get_signing_serializer(app) is not None else None
+        return super().open_session(app, request)
+
+
+def csrf_token_issued() -> bool:
+    """Whether the session holds a CSRF token, for ``base.html``: a form on this page issued one
+    (a new session), or the visitor already has a session with one."""
+    return current_app.config.get("WTF_CSRF_FIELD_NAME", "csrf_token") in session
+
+
+def _has_credentials() -> bool:
+    """A session or remember-me cookie, or an API token: the response may be personal."""
+    config = current_app.config
+    cookies = request.cookies
+    return (
+        config["SESSION_COOKIE_NAME"] in cookies
+        or config.get("REMEMBER_COOKIE_NAME", "remember_token") in cookies
+        or "Authorization" in request.headers
+    )
+
+
+# ---------------------------------------------------------------- versions
+
+
+def code_version(root: Path = PROJECT_ROOT) -> tuple[str, datetime]:
+    """A hash of the templates, static files and application code, and their newest mtime.
+
+    Computed once per process (before the fork with ``gunicorn --preload``): a deployment that
+    changes how a page looks changes every ETag.
+    """
+    digest = hashlib.sha256()
+    newest = 0.0
+    files: list[Path] = []
+    for folder, pattern in ((root / "templates", "*.html"), (root / "marketplace", "*.py"),
+                            (root / "marketplace" / "static", "*")):
+        files.extend(p for p in folder.rglob(pattern) if p.is_file())
+    for path in sorted(files):
+        digest.update(str(path.relative_to(root)).encode())
+        digest.update(path.read_bytes())
+        newest = max(newest, path.stat().st_mtime)
+    return digest.hexdigest()[:16], datetime.fromtimestamp(newest, UTC)
+
+
+def _stamp_query(with_events: bool, now: datetime):
+    """One statement: every ``index_state`` row, plus (for event pages) the latest event start or
+    end that has passed and the next one to come."""
+    rows = select(IndexState.name, IndexState.version, IndexState.updated_at)
+    if not with_events:
+        return rows
+    points = union_all(
+        select(Event.starts_at.label("t")),
+        select(Event.ends_at.label("t")).where(Event.ends_at.is_not(None)),
+    ).subquery()
+    last = select(func.max(points.c.t)).where(points.c.t <= now).scalar_subquery()
+    upcoming = select(func.min(points.c.t)).where(points.c.t > now).scalar_subquery()
+    return union_all(
+        rows,
+        select(literal("~events-last"), literal(0), last),
+        select(literal("~events-next"), literal(0), upcoming),
+    )
+
+
+def validators() -> tuple[str, datetime]:
+    """The weak ETag and the Last-Modified time of this request's public page."""
+    now = timeutil.now_naive_utc()
+    rows = db.session.execute(_stamp_query(PUBLIC_ENDPOINTS[request.endpoint], now)).all()
+    version, version_time = current_app.extensions["http_cache"]
+    today = timeutil.local_today()
+    parts = [version, today.isoformat(), request.full_path]
+    parts.extend(f"{name}:{number}:{stamp}" for name, number, stamp in sorted(rows, key=lambda r: r[0]))
+    etag = hashlib.sha256("|".join(parts).encode()).hexdigest()[:32]
+    moments = [version_time, timeutil.start_of_local_day(today)]
+    moments.extend(
+        stamp.replace(tzinfo=UTC) for name, _, stamp in rows
+        if stamp is not None and name != "~events-next"
+    )
+    last_modified = min(max(moments), timeutil.now_utc()).replace(microsecond=0)
+    return etag, last_modified
+
+
+# ---------------------------------------------------------------- request hooks
+
+
+def _revalidate() -> Response | None:
+    """Before the view: compute the validators and answer 304 when the client's copy is current."""
+    if request.method not in ("GET", "HEAD") or request.endpoint not in PUBLIC_ENDPOINTS:
+        return None
+    if _has_credentials():
+        return None
+    etag, last_modified = validators()
+    request.environ[_VALIDATORS] = (etag, last_modified)
+    if request.if_none_match:
+        fresh = not request.if_none_match.star_tag and request.if_none_match.contains_weak(etag)
+    elif request.if_modified_since is not None:
+        fresh = request.if_modified_since >= last_modified
+    else:
+        fresh = False
+    if not fresh:
+        return None
+    response = current_app.response_class(status=304)
+    _set_public(response, etag, last_modified)
+    return response
+
+
+def _set_public(response: Response, etag: str, last_modified: datetime) -> None:
+    config = current_app.config
+    response.set_etag(etag, weak=True)
+    response.last_modified = last_modified
+    response.cache_control.public = True
+    response.cache_control.max_age = int(config["HTTP_CACHE_MAX_AGE"])
+    response.cache_control.stale_while_revalidate = int(config["HTTP_CACHE_STALE_SECONDS"])
+
+
+def _cache_headers(response: Response) -> Response:
+    """After the view: public validators for a cacheable page, ``private, no-store`` for a
+    personal one."""
+    written = session.modified
+    found = request.environ.get(_VALIDATORS)
+    if (
+        found is not None
+        and not _has_credentials()
+        and response.status_code == 200
+        and not written
+        and "Set-Cookie" not in response.headers
+        and "Cache-Control" not in response.headers
+    ):
+        _set_public(response, *found)
+        return response
+    if response.status_code == 304 and found is not None:
+        return response
+    if "Cache-Control" not in response.headers and (written or _has_credentials()):
+        response.cache_control.private = True
+        response.cache_control.no_store = True
+    return response
+
+
+# ---------------------------------------------------------------- the PAGES counter
+
+
+def _table_name(target: Any) -> str | None:
+    table = getattr(target, "__table__", None)
+    return getattr(target if table is None else table, "name", None)
+
+
+def _before_flush(sess: Session, _context, _instances) -> None:
+    if sess.info.get(_CHANGED):
+        return
+    for obj in (*sess.new, *sess.deleted, *sess.dirty):
+        if _table_name(type(obj)) not in PRIVATE_TABLES and (
+            obj in sess.new or obj in sess.deleted or sess.is_modified(obj)
+        ):
+            sess.info[_CHANGED] = True
+            return
+
+
+def _orm_execute(state) -> None:
+    if not (state.is_insert or state.is_update or state.is_delete) or state.session.info.get(_CHANGED):
+        return
+    name = _table_name(getattr(state.statement, "table", None))
+    if name is not None and name not in PRIVATE_TABLES:
+        state.session.info[_CHANGED] = True
+
+
+def _before_commit(sess: Session) -> None:
+    """Move :data:`PAGES` in the same transaction as the change (last, so the lock is brief)."""
+    sess.flush()
+    if not sess.info.pop(_CHANGED, False):
+        return
+    result = sess.execute(
+        update(IndexState).where(IndexState.name == PAGES).values(version=IndexState.version + 1)
+    )
+    if result.rowcount == 0:
+        dialect = sess.get_bind(IndexState).dialect.name
+        maker = {"postgresql": pg_insert, "sqlite": sqlite_insert}.get(dialect)
+        row = {"name": PAGES, "version": 1, "updated_at": timeutil.now_naive_utc()}
+        if maker is None:
+            sess.add(IndexState(**row))
+        else:
+            sess.execute(maker(IndexState).values(**row).on_conflict_do_nothing(index_elements=["name"]))
+    sess.info.pop(_CHANGED, None)
+
+
+def _after_rollback(sess: Session) -> None:
+    sess.info.pop(_CHANGED, None)
+
+
+_listening = False
+
+
+def _listen() -> None:
+    global _listening
+    if _listening:
+        return
+    target = db.session
+    event.listen(target, "before_flush", _before_flush)
+    event.listen(target, "do_orm_execute", _orm_execute)
+    event.listen(target, "before_commit", _before_commit)
+    event.listen(target, "after_rollback", _after_rollback)
+    _listening = True
+
+
+def init_app(app: Flask) -> None:
+    """Install the session interface, the template global and the hooks.
+
+    Register after ``security.init_app`` so that rate limits are counted before a 304.
+    """
+    if "http_cache" in app.extensions:
+        raise RuntimeError("http_cache.init_app was already called for this app")
+    app.config.setdefault("HTTP_CACHE_MAX_AGE", int(os.environ.get("HTTP_CACHE_MAX_AGE") or 60))
+    app.config.setdefault("HTTP_CACHE_STALE_SECONDS", int(os.environ.get("HTTP_CACHE_STALE_SECONDS") or 300))
+    version, version_time = code_version()
+    if app.config.get("STATIC_VERSION"):
+        version = str(app.config["STATIC_VERSION"])
+    app.extensions["http_cache"] = (version, version_time)
+    app.session_interface = CacheFriendlySessionInterface()
+    app.jinja_env.globals["csrf_token_issued"] = csrf_token_issued
+    app.before_request(_revalidate)
+    app.after_request(_cache_headers)
+    _listen()
