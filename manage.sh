@@ -49,6 +49,8 @@ case "${1:-}" in
     "$VENV/bin/flask" seed
     # Encodes every published entry here, in the CLI, so the demo starts with all vectors.
     "$VENV/bin/flask" matching rebuild
+    # The portal's keyword index files (workers memory-map them; the job keeps them current).
+    "$VENV/bin/flask" search rebuild
     # The job consumer (email outbox, daily digests, vectors of newly published entries: web
     # requests never encode them) runs beside the web server and stops with it: SIGINT lets it
     # finish the job in hand. In production: MATCHING_PRELOAD=1 gunicorn --preload (docs/matching.md).

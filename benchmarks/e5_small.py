@@ -214,13 +214,19 @@ def forked_memory(encoder, queries: int, workers: int = 2) -> dict[str, object]:
         os.close(write_end)
         children.append((pid, read_end))
     try:
+        import select
+
+        deadline = time.monotonic() + 300
         for _, read_end in children:
-            os.read(read_end, 1)
+            ready, _, _ = select.select([read_end], [], [], max(0.0, deadline - time.monotonic()))
+            if not ready or not os.read(read_end, 1):
+                # torch's OpenMP pool, once used before fork(), can deadlock in the child
+                return {"workers": "a forked worker hung while encoding (no answer in 300 s)"}
         return {"parent": smaps_mb(os.getpid()), "workers": [smaps_mb(pid) for pid, _ in children]}
     finally:
         for pid, read_end in children:
             os.close(read_end)
-            os.kill(pid, signal.SIGTERM)
+            os.kill(pid, signal.SIGKILL)
             os.waitpid(pid, 0)
 
 

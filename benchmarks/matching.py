@@ -13,6 +13,15 @@ threshold + BM25), then prints:
 * recall@20 of the HNSW index against exact inner-product search, for a few ``ef_search``;
 * BM25 rebuild time for 10,000 documents (the lazy-rebuild cost after an update).
 
+``--engine-speed`` (issue 13) times raw FAISS HNSW search alone against ``products_for`` and
+free-text search on the same ``--n``-product index (random unit vectors, real BM25), then saves
+the engine as a version, opens it memory-mapped (open time, first query), upserts 300 products
+into the delta (first query after a publish), and reads USS/PSS from
+``/proc/<pid>/smaps_rollup`` (and the version files' own mappings from ``/proc/<pid>/smaps``) of
+two processes that opened the same version::
+
+    OMP_NUM_THREADS=1 python benchmarks/matching.py --engine-speed --n 100000 --queries 200
+
 ``--targets`` measures the run-time targets of the app instead (docs/benchmarks.md, "Run-time
 targets"), with e5-small when it is installed in ``instance/models/e5-small`` (else the
 offline encoder, and it says so)::
@@ -425,6 +434,9 @@ def engine_speed(args: argparse.Namespace) -> dict[str, object]:
             proc.wait(timeout=60)
     size = sum(f.stat().st_size for f in folder.rglob("*") if f.is_file())
     out["version_files_mb"] = round(size / 2**20, 1)
+    import shutil
+
+    shutil.rmtree(folder.parent, ignore_errors=True)
     return out
 
 

@@ -585,7 +585,10 @@ class _ItemStore(Mapping[int, Item]):
         if at is None:
             raise KeyError(item_id)
         raw = self._data[int(self.offsets[at]) : int(self.offsets[at + 1])]
-        item = Item.from_dict(json.loads(raw))
+        data = json.loads(raw)
+        for name in ("categories", "areas", "tags"):
+            data[name] = tuple(data[name])
+        item = Item(**data)  # written by Item.to_dict: exactly the fields
         with self._lock:
             self._cache[item_id] = item
             if len(self._cache) > self._cache_size:
@@ -698,6 +701,7 @@ class _OpenedSide:
         self.delta_vectors: dict[int, np.ndarray] = {}
         self.delta_lexical = DeltaLexical(self.base_lexical)
         self.items = _OverlayItems(self)
+        self._idf: dict[str, float] = {}
 
     def files(self) -> list[Path]:
         """The memory-mapped files of the base (for tests and the benchmark)."""
@@ -803,7 +807,13 @@ class _OpenedSide:
         return self.base_lexical.doc_freq(term) if self.base_lexical is not None else 0
 
     def idf(self, term: str) -> float:
-        return self.delta_lexical.idf(term)
+        if self.base_lexical is None:  # delta-only: the statistics move with the delta
+            return self.delta_lexical.idf(term)
+        # the base never changes, so the idf of a term is fixed for the life of this side
+        value = self._idf.get(term)
+        if value is None:
+            value = self._idf[term] = self.delta_lexical.idf(term)
+        return value
 
     def upsert(self, item: Item, vec: np.ndarray) -> None:
         if self._in_base(item.id):

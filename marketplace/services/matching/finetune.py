@@ -55,7 +55,7 @@ from typing import Any
 
 from flask import current_app, has_app_context
 from sqlalchemy import exc as sa_exc
-from sqlalchemy import select
+from sqlalchemy import func, select
 
 from marketplace import timeutil
 from marketplace.extensions import db
@@ -398,6 +398,13 @@ def finetune(
     stamp = timeutil.now_naive_utc()
     version = f"{_slug(base.name)}-ft-{stamp:%Y%m%d-%H%M%S}"
     dest = _model_dir(service) / version
+    suffix = 1
+    while dest.exists() or db.session.scalar(
+        select(func.count()).select_from(RankingModel).where(RankingModel.version == dest.name)
+    ):  # two runs within one second (or a frozen clock): keep every version apart
+        suffix += 1
+        dest = _model_dir(service) / f"{version}-{suffix}"
+    version = dest.name
     _say(progress, f"微调 {base.name}：{len(train_pairs)} 对（{len(train_needs)} 个需求），"
                    f"留出 {len(held_out)} 个需求")
     try:
