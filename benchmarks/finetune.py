@@ -10,7 +10,7 @@ text → product text, the engine's :func:`matching.document_text` of the evalua
 with ``passage: `` as the engine encodes them); a product judged 0 for the same need is its hard
 negative. The needs of each set are split as the app splits them
 (:func:`matching.finetune.split_needs`); ``--pairs`` pairs of the training needs (shuffled, seed
-0) train one epoch of :func:`matching.finetune.fine_tune` (batch 16, 256 tokens, lr 2e-5).
+0) train one epoch of :func:`matching.finetune.fine_tune` (batch 16, 128 tokens by default, lr 2e-5).
 
 Measured: the wall time of the epoch (model loading excluded), the optimizer steps, the frozen
 and trained parameters, and the peak resident memory; then (unless ``--no-eval``) the dense

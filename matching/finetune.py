@@ -29,8 +29,9 @@ need with the need's *document* vector (``passage: `` for e5-small, see
 :meth:`matching.engine.MatchEngine.products_for`), so that is what the caller should pass as
 ``anchor_prompt``; ``query: `` is only used for free-text searches.
 
-**Sequence length.** Training truncates at ``max_seq_length`` (default 256 tokens: the opening of
-a product text carries its name, field and summary); the saved folder keeps the base model's own
+**Sequence length.** Training truncates at ``max_seq_length`` (default 128 tokens: the opening of
+a product text carries its name, field and summary; at 256 a 200-pair epoch of e5-small peaked at
+11 GB of memory, at 128 at 6.1 GB — docs/benchmarks.md); the saved folder keeps the base model's own
 limit, so the engine encodes exactly as it did with the base model.
 """
 
@@ -84,7 +85,7 @@ DEFAULT_EPOCHS = 1
 #: Small batches: a CPU step stays short and 200 pairs still make 13 optimizer steps.
 DEFAULT_BATCH_SIZE = 16
 DEFAULT_LEARNING_RATE = 2e-5
-DEFAULT_MAX_SEQ_LENGTH = 256
+DEFAULT_MAX_SEQ_LENGTH = 128
 #: ``MultipleNegativesRankingLoss``'s default (temperature 0.05).
 DEFAULT_SCALE = 20.0
 WARMUP_SHARE = 0.1

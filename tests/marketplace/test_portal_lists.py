@@ -416,12 +416,16 @@ PLAN_CASES = [
 ]
 
 
-def _plan(db, stmt) -> str:
+def _plan(db, stmt, hide: tuple[str, ...] = ()) -> str:
     """The query plan of a statement (PostgreSQL with sequential scans and sorts priced out,
-    so the plan shows whether an index *can* serve it; the test tables are tiny)."""
+    so the plan shows whether an index *can* serve it; the test tables are tiny). On PostgreSQL
+    the indexes in ``hide`` are dropped inside the transaction (rolled back): on tiny tables the
+    planner may price a generic index plus a filter as cheap as the filter's own index."""
     compiled = stmt.compile(dialect=db.engine.dialect)
     with db.engine.connect() as conn:
         if db.engine.dialect.name == "postgresql":
+            for name in hide:
+                conn.exec_driver_sql(f"DROP INDEX IF EXISTS {name}")
             conn.exec_driver_sql("SET enable_seqscan = off")
             conn.exec_driver_sql("SET enable_sort = off")
             rows = conn.exec_driver_sql("EXPLAIN " + str(compiled), compiled.params).all()
@@ -438,7 +442,8 @@ def test_each_filter_of_the_list_is_served_by_an_index(db, catalogue, kind, valu
     spec = (portal._opportunity_spec if kind == "opportunity" else portal._product_spec)(filters)
     stmt = select(spec.model.id).where(*spec.public, *spec.filters, *spec.segments[0].where)
     stmt = stmt.order_by(*portal._order(spec, reverse=False)).limit(20)
-    plan = _plan(db, stmt)
+    generic = f"ix_{kind}_status_published"
+    plan = _plan(db, stmt, hide=(generic,) if index != generic else ())
     assert re.search(index, plan), plan
     assert not re.search(r"\bSCAN (product|opportunity)|Seq Scan", plan), plan
 
