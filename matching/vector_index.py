@@ -39,6 +39,26 @@ def _faiss() -> Any:
 
     return faiss
 
+def _exact_top_k(
+    queries: np.ndarray, vecs: np.ndarray, rows: np.ndarray, sub_ids: np.ndarray, k: int
+) -> tuple[np.ndarray, np.ndarray]:
+    """Top-``k`` of ``queries`` by inner product among the given ``rows`` of ``vecs`` (ids
+    ``sub_ids``); ties by id; rows padded with -inf / -1."""
+    nq = len(queries)
+    scores = np.full((nq, k), -np.inf, dtype=np.float32)
+    out_ids = np.full((nq, k), -1, dtype=np.int64)
+    if not len(rows):
+        return scores, out_ids
+    sims = queries @ vecs[rows].T  # (nq, m)
+    take = min(k, len(rows))
+    for qi in range(nq):
+        row = sims[qi]
+        top = np.argpartition(-row, take - 1)[:take] if take < len(row) else np.arange(len(row))
+        top = top[np.lexsort((sub_ids[top], -row[top]))]
+        scores[qi, :take] = row[top]
+        out_ids[qi, :take] = sub_ids[top]
+    return scores, out_ids
+
 
 class VectorIndex:
     """FAISS inner-product index with upsert/remove and filter-aware search."""
@@ -226,22 +246,8 @@ class VectorIndex:
         return dict(zip(known, sims.tolist(), strict=True))
 
     def _exact_subset(self, queries: np.ndarray, allowed: list[int], k: int) -> tuple[np.ndarray, np.ndarray]:
-        nq = len(queries)
-        scores = np.full((nq, k), -np.inf, dtype=np.float32)
-        out_ids = np.full((nq, k), -1, dtype=np.int64)
-        if not allowed:
-            return scores, out_ids
         rows = np.fromiter((self._row[i] for i in allowed), dtype=np.int64, count=len(allowed))
-        sub_ids = self._ids[rows]
-        sims = queries @ self._vecs[rows].T  # (nq, m)
-        take = min(k, len(allowed))
-        for qi in range(nq):
-            row = sims[qi]
-            top = np.argpartition(-row, take - 1)[:take] if take < len(row) else np.arange(len(row))
-            top = top[np.lexsort((sub_ids[top], -row[top]))]
-            scores[qi, :take] = row[top]
-            out_ids[qi, :take] = sub_ids[top]
-        return scores, out_ids
+        return _exact_top_k(queries, self._vecs, rows, self._ids[rows], k)
 
     def search(
         self,
@@ -476,21 +482,8 @@ class FrozenVectorIndex:
     def _exact_subset(
         self, queries: np.ndarray, allowed: np.ndarray, k: int
     ) -> tuple[np.ndarray, np.ndarray]:
-        nq = len(queries)
-        scores = np.full((nq, k), -np.inf, dtype=np.float32)
-        out_ids = np.full((nq, k), -1, dtype=np.int64)
         rows, sub_ids = self._rows(allowed)
-        if not len(rows):
-            return scores, out_ids
-        sims = queries @ self._vecs[rows].T
-        take = min(k, len(rows))
-        for qi in range(nq):
-            row = sims[qi]
-            top = np.argpartition(-row, take - 1)[:take] if take < len(row) else np.arange(len(row))
-            top = top[np.lexsort((sub_ids[top], -row[top]))]
-            scores[qi, :take] = row[top]
-            out_ids[qi, :take] = sub_ids[top]
-        return scores, out_ids
+        return _exact_top_k(queries, self._vecs, rows, sub_ids, k)
 
     def search(
         self,
