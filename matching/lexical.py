@@ -34,6 +34,7 @@ import json
 import math
 import os
 import threading
+from abc import ABC, abstractmethod
 from array import array
 from collections import Counter
 from collections.abc import Iterable, Mapping, Sequence
@@ -112,7 +113,7 @@ class ScoredQuery:
         return dict(zip(known.tolist(), values.astype(np.float64).tolist(), strict=True))
 
 
-class _Scoring:
+class _Scoring(ABC):
     """Read-side BM25 over a CSC matrix (columns = tokens, rows = documents in index order)."""
 
     k1: float
@@ -121,22 +122,26 @@ class _Scoring:
     def _init_cache(self) -> None:
         self._stats: dict[str, tuple[int, float]] = {}
 
-    # subclasses provide -------------------------------------------------------
+    # what each index provides ---------------------------------------------------
+    @abstractmethod
     def _matrix(self) -> tuple[np.ndarray, np.ndarray, np.ndarray] | None:
-        raise NotImplementedError
+        """The CSC arrays ``(indptr, indices, data)`` of precomputed BM25 weights, or None."""
 
+    @abstractmethod
     def _columns_of(self, tokens: Sequence[str]) -> list[int | None]:
-        raise NotImplementedError
+        """The matrix column of each token (None: not in the vocabulary)."""
 
+    @abstractmethod
     def _n_docs(self) -> int:
-        raise NotImplementedError
+        """The number of documents (matrix rows)."""
 
+    @abstractmethod
     def ids_at(self, positions: np.ndarray) -> np.ndarray:
-        raise NotImplementedError
+        """The item ids of the documents at ``positions`` (index order)."""
 
+    @abstractmethod
     def positions_of(self, ids: Iterable[int]) -> tuple[np.ndarray, np.ndarray]:
         """``(positions, ids)`` of the known ids among ``ids``, in the order given."""
-        raise NotImplementedError
 
     # shared -------------------------------------------------------------------
     def _query_columns(self, query_tokens: Sequence[str] | Mapping[str, float]) -> list[tuple[int, float]]:
@@ -188,8 +193,9 @@ class _Scoring:
         """BM25 scores of every document, as ``(scores, ids)`` in index order."""
         return self.score(query_tokens).scores, self.order()
 
+    @abstractmethod
     def order(self) -> Any:
-        raise NotImplementedError
+        """Every item id in index order."""
 
     def scores_for(
         self, query_tokens: Sequence[str] | Mapping[str, float], ids: Iterable[int]

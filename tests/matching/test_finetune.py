@@ -5,6 +5,7 @@ rule."""
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -180,7 +181,8 @@ class TableEncoder(Encoder):
         return rows / np.linalg.norm(rows, axis=1, keepdims=True)
 
     def save(self, directory):
-        raise NotImplementedError
+        Path(directory).mkdir(parents=True, exist_ok=True)
+        (Path(directory) / "table.json").write_text(json.dumps(self.table), encoding="utf-8")
 
 
 def test_dense_ndcg_ranks_every_product_by_cosine_with_the_needs_document_vector():
