@@ -14,6 +14,15 @@
   Beijing date (deadlines, 征集中). Pages that list events add the nearest event start or end
   (「即将举办」 changes when one passes). A matching ``If-None-Match`` (or, without it,
   ``If-Modified-Since``) is answered ``304`` without running the view.
+* **A page cache in each process.** The same validators key a bounded in-memory cache of the
+  rendered bodies (:class:`PageCache`): an anonymous GET whose validators match a body this
+  process rendered before is answered from it without running the view. The key is the ETag,
+  which already holds the URL, every data counter, the code version and the Beijing date, plus
+  the host; the index pointers of the engine and of the keyword search are part of the
+  validators, so a rebuilt index changes them. ``HTTP_PAGE_CACHE_BYTES`` bounds it (``0`` turns
+  it off), ``HTTP_PAGE_CACHE_SECONDS`` bounds an entry's age. What is stored is exactly what the
+  view returned to an anonymous visitor: no session, no cookie, status 200; the response headers
+  that later hooks add (security headers, rate limits) are added again on every hit.
 * **Cache-Control.** Such a 200 gets ``public, max-age=60, stale-while-revalidate=…``, unless
   the response wrote the session (a form with a CSRF token, a flash) or set any cookie. Any
   response to a request with a session, remember-me cookie or API token, or that writes the
@@ -22,15 +31,19 @@
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import os
+import threading
+import time
+from collections import OrderedDict
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 from flask import Flask, current_app, request, session
 from flask.sessions import SecureCookieSession, SecureCookieSessionInterface
-from sqlalchemy import event, func, literal, select, union_all, update
+from sqlalchemy import bindparam, event, func, literal, select, union_all, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.orm import Session
@@ -58,6 +71,7 @@ PUBLIC_ENDPOINTS: dict[str, bool] = {
     "events.index": True,
     "events.detail": True,
     "lifecycle.labs": False,
+    "lifecycle.lab": False,
     "api.search": False,
     "api.opportunities": False,
     "api.products": False,
@@ -73,6 +87,12 @@ _CHANGED = "http_cache.public_tables_changed"
 #: Where the validators of this request wait for the response (the WSGI environ is per request;
 #: ``g`` is not, when a test or script holds one app context across requests).
 _VALIDATORS = "marketplace.http_cache.validators"
+#: Set on a request answered from the page cache, so that the answer is not stored again.
+_FROM_CACHE = "marketplace.http_cache.hit"
+#: Response headers that are not stored with a cached body: the validators and Cache-Control are
+#: set again on every answer, Content-Length is recomputed, the others would be wrong to replay.
+_NOT_STORED = frozenset({"etag", "last-modified", "cache-control", "content-length", "date",
+                         "set-cookie", "vary", "expires", "age"})
 
 
 # ---------------------------------------------------------------- sessions
@@ -121,6 +141,81 @@ def _has_credentials() -> bool:
     )
 
 
+# ---------------------------------------------------------------- the page cache
+
+
+class PageCache:
+    """A least-recently-used map from a page's validators to its rendered body, bounded in bytes.
+
+    One per process (gunicorn workers each hold their own); safe for threaded servers.
+    """
+
+    def __init__(self, max_bytes: int, max_age: float, max_entry: int | None = None) -> None:
+        self.max_bytes = max(0, int(max_bytes))
+        self.max_age = float(max_age)
+        self.max_entry = int(max_entry) if max_entry is not None else max(self.max_bytes // 8, 1)
+        self._entries: OrderedDict[tuple, tuple[float, int, list[tuple[str, str]], bytes]] = OrderedDict()
+        self._bytes = 0
+        self._lock = threading.Lock()
+        self.hits = 0
+        self.misses = 0
+
+    @property
+    def enabled(self) -> bool:
+        return self.max_bytes > 0
+
+    def __len__(self) -> int:
+        return len(self._entries)
+
+    @property
+    def size(self) -> int:
+        """Bytes of bodies held."""
+        return self._bytes
+
+    def get(self, key: tuple) -> tuple[int, list[tuple[str, str]], bytes] | None:
+        now = time.monotonic()
+        with self._lock:
+            found = self._entries.get(key)
+            if found is None or now - found[0] > self.max_age:
+                if found is not None:
+                    self._drop(key)
+                self.misses += 1
+                return None
+            self._entries.move_to_end(key)
+            self.hits += 1
+            return found[1], found[2], found[3]
+
+    def put(self, key: tuple, status: int, headers: list[tuple[str, str]], body: bytes) -> bool:
+        if not self.enabled or len(body) > self.max_entry:
+            return False
+        with self._lock:
+            if key in self._entries:
+                self._drop(key)
+            self._entries[key] = (time.monotonic(), status, headers, body)
+            self._bytes += len(body)
+            while self._bytes > self.max_bytes and self._entries:
+                self._drop(next(iter(self._entries)))
+        return True
+
+    def clear(self) -> None:
+        with self._lock:
+            self._entries.clear()
+            self._bytes = 0
+
+    def _drop(self, key: tuple) -> None:
+        _, _, _, body = self._entries.pop(key)
+        self._bytes -= len(body)
+
+
+def page_cache(app: Flask | None = None) -> PageCache:
+    """The page cache of ``app`` (default: the current app)."""
+    return (app or current_app).extensions["http_cache_pages"]
+
+
+def _cache_key(etag: str) -> tuple[str, str]:
+    return etag, request.host_url
+
+
 # ---------------------------------------------------------------- versions
 
 
@@ -143,12 +238,13 @@ def code_version(root: Path = PROJECT_ROOT) -> tuple[str, datetime]:
     return digest.hexdigest()[:16], datetime.fromtimestamp(newest, UTC)
 
 
-def _stamp_query(with_events: bool, now: datetime):
+def _stamp_query(with_events: bool):
     """One statement: every ``index_state`` row, plus (for event pages) the latest event start or
-    end that has passed and the next one to come."""
+    end that has passed and the next one to come (relative to the bound parameter ``now``)."""
     rows = select(IndexState.name, IndexState.version, IndexState.updated_at)
     if not with_events:
         return rows
+    now = bindparam("now", type_=Event.starts_at.type)
     points = union_all(
         select(Event.starts_at.label("t")),
         select(Event.ends_at.label("t")).where(Event.ends_at.is_not(None)),
@@ -162,13 +258,45 @@ def _stamp_query(with_events: bool, now: datetime):
     )
 
 
+#: The two stamp statements, built once (building one cost as much as running it).
+_STAMP_QUERIES = {False: _stamp_query(False), True: _stamp_query(True)}
+
+
+def _index_pointers(config) -> tuple[Path, Path]:
+    """The pointer files of the engine's and the keyword search's index versions."""
+    return _pointer_paths(config["MATCHING_INDEX_DIR"], config.get("SEARCH_INDEX_DIR"))
+
+
+@functools.lru_cache(maxsize=8)
+def _pointer_paths(matching_dir: str, search_dir: str | None) -> tuple[Path, Path]:
+    from marketplace.services.matching.service import ENGINE_INDEX
+    from marketplace.services.search_build import INDEX_NAME, index_root
+
+    config = {"MATCHING_INDEX_DIR": matching_dir, "SEARCH_INDEX_DIR": search_dir}
+    return (Path(matching_dir) / f"{ENGINE_INDEX}.json", index_root(config) / f"{INDEX_NAME}.json")
+
+
+def _index_stamps() -> list[str]:
+    """When each index pointer last moved (a new version), from ``stat``: no file is read."""
+    stamps = []
+    for path in _index_pointers(current_app.config):
+        try:
+            stamps.append(f"{path.name}:{os.stat(path).st_mtime_ns}")
+        except OSError:
+            stamps.append(f"{path.name}:-")
+    return stamps
+
+
 def validators() -> tuple[str, datetime]:
     """The weak ETag and the Last-Modified time of this request's public page."""
-    now = timeutil.now_naive_utc()
-    rows = db.session.execute(_stamp_query(PUBLIC_ENDPOINTS[request.endpoint], now)).all()
+    with_events = PUBLIC_ENDPOINTS[request.endpoint]
+    params = {"now": timeutil.now_naive_utc()} if with_events else {}
+    # Core, not the ORM: the statement selects columns only, and the ORM's execute machinery cost
+    # as much as the query itself.
+    rows = db.session.connection().execute(_STAMP_QUERIES[with_events], params).all()
     version, version_time = current_app.extensions["http_cache"]
     today = timeutil.local_today()
-    parts = [version, today.isoformat(), request.full_path]
+    parts = [version, today.isoformat(), request.full_path, *_index_stamps()]
     parts.extend(f"{name}:{number}:{stamp}" for name, number, stamp in sorted(rows, key=lambda r: r[0]))
     etag = hashlib.sha256("|".join(parts).encode()).hexdigest()[:32]
     moments = [version_time, timeutil.start_of_local_day(today)]
@@ -197,11 +325,19 @@ def _revalidate() -> Response | None:
         fresh = request.if_modified_since >= last_modified
     else:
         fresh = False
-    if not fresh:
+    if fresh:
+        response = current_app.response_class(status=304)
+        _set_public(response, etag, last_modified)
+        return response
+    cache = page_cache()
+    if not cache.enabled:
         return None
-    response = current_app.response_class(status=304)
-    _set_public(response, etag, last_modified)
-    return response
+    found = cache.get(_cache_key(etag))
+    if found is None:
+        return None
+    status, headers, body = found
+    request.environ[_FROM_CACHE] = True
+    return current_app.response_class(body, status=status, headers=headers)
 
 
 def _set_public(response: Response, etag: str, last_modified: datetime) -> None:
@@ -227,6 +363,8 @@ def _cache_headers(response: Response) -> Response:
         and "Cache-Control" not in response.headers
     ):
         _set_public(response, *found)
+        if request.method == "GET" and not request.environ.get(_FROM_CACHE):
+            _store(response, found[0])
         return response
     if response.status_code == 304 and found is not None:
         return response
@@ -234,6 +372,15 @@ def _cache_headers(response: Response) -> Response:
         response.cache_control.private = True
         response.cache_control.no_store = True
     return response
+
+
+def _store(response: Response, etag: str) -> None:
+    """Keep the body of a public 200 for the next anonymous GET with the same validators."""
+    cache = page_cache()
+    if not cache.enabled or response.is_streamed or response.direct_passthrough:
+        return
+    headers = [(k, v) for k, v in response.headers.items() if k.lower() not in _NOT_STORED]
+    cache.put(_cache_key(etag), response.status_code, headers, response.get_data())
 
 
 # ---------------------------------------------------------------- the PAGES counter
@@ -310,6 +457,11 @@ def init_app(app: Flask) -> None:
         raise RuntimeError("http_cache.init_app was already called for this app")
     app.config.setdefault("HTTP_CACHE_MAX_AGE", int(os.environ.get("HTTP_CACHE_MAX_AGE") or 60))
     app.config.setdefault("HTTP_CACHE_STALE_SECONDS", int(os.environ.get("HTTP_CACHE_STALE_SECONDS") or 300))
+    app.config.setdefault("HTTP_PAGE_CACHE_BYTES",
+                          int(os.environ.get("HTTP_PAGE_CACHE_BYTES") or 32 * 1024 * 1024))
+    app.config.setdefault("HTTP_PAGE_CACHE_SECONDS", int(os.environ.get("HTTP_PAGE_CACHE_SECONDS") or 600))
+    app.extensions["http_cache_pages"] = PageCache(app.config["HTTP_PAGE_CACHE_BYTES"],
+                                                   app.config["HTTP_PAGE_CACHE_SECONDS"])
     version, version_time = code_version()
     if app.config.get("STATIC_VERSION"):
         version = str(app.config["STATIC_VERSION"])

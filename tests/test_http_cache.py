@@ -330,3 +330,115 @@ def test_preload_compiles_the_templates_and_loads_the_tokenizer(app, monkeypatch
     compiled = {key[1] for key in app.jinja_env.cache.keys()}
     assert {"base.html", "portal/search.html", "portal/index.html", "errors/error.html"} <= compiled
     assert text._tokenizer is not None and text._logp
+
+
+# ---------------------------------------------------------------- the page cache
+
+
+@pytest.mark.parametrize("template", HTML_PAGES + API_PAGES)
+def test_a_second_anonymous_get_is_served_from_the_page_cache(client, db, app, catalogue, template):
+    url = url_of(template, catalogue)
+    client.get(url)  # warm-up (immediate jobs may encode vectors and move a counter)
+    first = client.get(url)
+    hits = http_cache.page_cache(app).hits
+    with count_statements(db) as statements:
+        again = client.get(url)
+    assert again.status_code == 200
+    assert again.get_data() == first.get_data()
+    assert again.headers["ETag"] == first.headers["ETag"]
+    assert again.headers["Content-Type"] == first.headers["Content-Type"]
+    assert again.cache_control.public and "Set-Cookie" not in again.headers
+    assert http_cache.page_cache(app).hits == hits + 1
+    assert len(statements) == 1, statements  # the stamp query only: the view did not run
+
+
+def test_cached_answers_still_get_the_security_headers(client, app, catalogue):
+    first = client.get("/products")
+    hits = http_cache.page_cache(app).hits
+    again = client.get("/products")
+    assert http_cache.page_cache(app).hits == hits + 1
+    for name in ("Content-Security-Policy", "X-Content-Type-Options", "X-Frame-Options", "Referrer-Policy"):
+        assert again.headers[name] == first.headers[name], name
+    policy = "Content-Security-Policy"
+    assert again.headers.getlist(policy) == first.headers.getlist(policy)
+
+
+def test_a_publication_is_shown_at_once_despite_the_page_cache(client, make, catalogue):
+    client.get("/products")
+    assert "独居老人跌倒监测系统" not in client.get("/products").get_data(as_text=True)
+    batch = make.batch("product", BatchStatus.COLLECTING, title="2026年第十批产品清单")
+    make.product(catalogue["supplier"], EntryStatus.APPROVED, batch, name="独居老人跌倒监测系统")
+    batches.publish_batch(catalogue["organizer"], batch)
+    assert "独居老人跌倒监测系统" in client.get("/products").get_data(as_text=True)
+
+
+def test_a_direct_change_to_a_shown_table_is_shown_at_once(client, db, catalogue):
+    url = url_of("/products/{product}", catalogue)
+    client.get(url)
+    client.get(url)
+    catalogue["supplier"].name = "江西智行云图科技有限公司"
+    db.session.commit()
+    assert "江西智行云图科技有限公司" in client.get(url).get_data(as_text=True)
+
+
+def test_signed_in_visitors_never_get_a_cached_anonymous_page(client, auth, catalogue):
+    anonymous = client.get("/").get_data(as_text=True)
+    client.get("/")
+    assert "退出" not in anonymous
+    auth.login(catalogue["user"])
+    page = client.get("/")
+    assert page.cache_control.private and page.cache_control.no_store
+    assert "退出" in page.get_data(as_text=True)
+
+
+def test_api_token_requests_bypass_the_page_cache(client, catalogue):
+    client.get("/api/v1/products")
+    client.get("/api/v1/products")
+    response = client.get("/api/v1/products", headers={"Authorization": "Bearer mkt_not-a-token"})
+    assert response.status_code == 401  # not the cached anonymous 200
+
+
+def test_the_page_cache_keys_on_the_host(client, app, catalogue):
+    client.get("/products")
+    client.get("/products", base_url="http://portal.example.cn")
+    assert len(http_cache.page_cache(app)) == 2
+
+
+def test_a_new_index_version_changes_the_etag_and_the_cached_page(client, app, catalogue):
+    url = "/search?q=停车"
+    client.get(url)
+    old = client.get(url).headers["ETag"]
+    for pointer in http_cache._index_pointers(app.config):
+        pointer.parent.mkdir(parents=True, exist_ok=True)
+        pointer.write_text('{"version": "x"}', encoding="utf-8")
+    try:
+        assert client.get(url).headers["ETag"] != old
+    finally:
+        for pointer in http_cache._index_pointers(app.config):
+            pointer.unlink(missing_ok=True)
+
+
+def test_the_page_cache_can_be_turned_off(client, db, app, catalogue, monkeypatch):
+    monkeypatch.setitem(app.extensions, "http_cache_pages", http_cache.PageCache(0, 600))
+    client.get("/products")
+    with count_statements(db) as statements:
+        assert client.get("/products").status_code == 200
+    assert len(statements) > 1
+    assert len(http_cache.page_cache(app)) == 0
+
+
+def test_page_cache_is_bounded_in_bytes_and_age(monkeypatch):
+    clock = [1000.0]
+    monkeypatch.setattr(http_cache.time, "monotonic", lambda: clock[0])
+    cache = http_cache.PageCache(max_bytes=100, max_age=60, max_entry=50)
+    assert cache.put(("a",), 200, [], b"x" * 40)
+    assert cache.put(("b",), 200, [], b"y" * 40)
+    assert not cache.put(("big",), 200, [], b"z" * 51)  # over the per-entry bound
+    assert cache.get(("a",)) is not None  # a is now the most recently used
+    assert cache.put(("c",), 200, [], b"w" * 40)  # 120 > 100: the least recently used (b) goes
+    assert cache.get(("b",)) is None
+    assert cache.get(("a",)) == (200, [], b"x" * 40)
+    assert cache.size == 80 and len(cache) == 2
+    clock[0] += 61
+    assert cache.get(("a",)) is None and cache.get(("c",)) is None  # too old
+    assert cache.size == 0

@@ -292,7 +292,6 @@ def lab(id: int):
         lab=found,
         links=lab_service.public_links(found),
         can_manage=lab_service.can(current_user, "edit", found),
-        action_form=EmptyForm(),
     )
 
 

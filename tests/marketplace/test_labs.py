@@ -346,3 +346,18 @@ def test_the_publisher_links_through_the_management_page(app, world, db, lab):
 
 def test_the_nav_links_to_the_lab_directory(client):
     assert 'href="/labs"' in client.get("/").get_data(as_text=True)
+
+
+def test_anonymous_lab_page_sets_no_cookie_and_is_cacheable(client, lab):
+    response = client.get(f"/labs/{lab.id}")
+    assert response.status_code == 200
+    assert lab.name in response.get_data(as_text=True)
+    assert "Set-Cookie" not in response.headers
+    assert response.cache_control.public and response.headers["ETag"].startswith('W/"')
+    again = client.get(f"/labs/{lab.id}", headers={"If-None-Match": response.headers["ETag"]})
+    assert again.status_code == 304
+
+
+def test_organizer_still_gets_the_lab_actions_with_a_csrf_token(app, world, lab):
+    html = login_as(app, world, "organizer")[0].get(f"/labs/{lab.id}").get_data(as_text=True)
+    assert "停用" in html and 'name="csrf_token"' in html
