@@ -32,6 +32,10 @@ from tests.matching.conftest import (
     tiny_st_model,  # noqa: F401 - the fixture
 )
 
+# Real fine-tuning and held-out evaluation on a tiny model: tens of seconds, so outside the default
+# run; .ci/run runs the group once (`./manage.sh test -m training`).
+pytestmark = pytest.mark.training
+
 T0 = datetime(2026, 3, 1, 8, 0, tzinfo=UTC)
 
 
