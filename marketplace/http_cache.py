@@ -53,9 +53,10 @@ from marketplace import timeutil
 from marketplace.config import PROJECT_ROOT
 from marketplace.extensions import db
 from marketplace.models import Event, IndexState
+from marketplace.services import index_sync
 
 #: The ``index_state`` row moved after every commit that changes a table a public page shows.
-PAGES = "pages"
+PAGES = index_sync.PAGES
 #: Endpoints whose anonymous GETs are cacheable, and whether they show events (the home page's
 #: 「近期活动」, the events pages) and so change when an event starts or ends.
 PUBLIC_ENDPOINTS: dict[str, bool] = {
@@ -294,6 +295,9 @@ def validators() -> tuple[str, datetime]:
     # Core, not the ORM: the statement selects columns only, and the ORM's execute machinery cost
     # as much as the query itself.
     rows = db.session.connection().execute(_STAMP_QUERIES[with_events], params).all()
+    request.environ[index_sync.REQUEST_STAMPS] = {
+        name: (number, stamp) for name, number, stamp in rows if not name.startswith("~")
+    }
     version, version_time = current_app.extensions["http_cache"]
     today = timeutil.local_today()
     parts = [version, today.isoformat(), request.full_path, *_index_stamps()]

@@ -14,17 +14,51 @@ from flask_wtf import FlaskForm
 from wtforms import SelectField, StringField
 from wtforms.fields.choices import SelectChoice
 from wtforms.validators import Length, Optional, ValidationError
+from wtforms.widgets import Select
 
 from marketplace.models import Batch, EntryKind, Maturity, Tier
 from marketplace.models.enums import LabelledEnum
 from marketplace.reference import reference
+from marketplace.services.portal import _BoundedCache
 from marketplace.services.search import EntryFilters
 
 MAX_QUERY_LENGTH = 100
+#: Rendered selects kept per process (each: one field, its choices, value and attributes).
+RENDERED_SELECTS = 512
+
+
+class RememberedSelect(Select):
+    """WTForms' ``<select>`` widget, each distinct rendering kept (bounded, least recently used).
+
+    The filter forms render the same few hundred options (reference data, published batches)
+    on every list and search request; WTForms escapes and formats each option every time. The
+    key holds everything the output depends on (id, name, value, attributes, flags, choices), so
+    a remembered rendering is exactly what WTForms would produce.
+    """
+
+    def __init__(self) -> None:
+        super().__init__()
+        self._rendered = _BoundedCache(RENDERED_SELECTS)
+
+    def __call__(self, field, **kwargs):
+        flags = getattr(field, "flags", None)
+        key = (
+            type(field), field.id, field.name, repr(field.data),
+            tuple(sorted((k, repr(v)) for k, v in kwargs.items())),
+            tuple(bool(getattr(flags, k, False)) for k in self.validation_attrs),
+            tuple((c.value, c.label, c.optgroup, repr(c.render_kw)) for c in field.choices or ()),
+        )
+        html = self._rendered.get(key)
+        if html is None:
+            html = super().__call__(field, **kwargs)
+            self._rendered.put(key, html)
+        return html
 
 
 class StrictSelect(SelectField):
     """A select whose unknown values get a Chinese error."""
+
+    widget = RememberedSelect()
 
     def pre_validate(self, form) -> None:
         if self.data not in {choice.value for choice in self.choices}:

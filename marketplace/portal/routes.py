@@ -33,7 +33,7 @@ def index():
 
 @bp.get("/opportunities")
 def opportunities():
-    form = OpportunityFilterForm(request.args, batches=portal.published_batches(EntryKind.OPPORTUNITY))
+    form = OpportunityFilterForm(request.args, batches=portal.cached_published_batches(EntryKind.OPPORTUNITY))
     form.validate()
     page, after, before = list_args()
     listing = portal.list_opportunities(
@@ -46,7 +46,7 @@ def opportunities():
 
 @bp.get("/products")
 def products():
-    form = ProductFilterForm(request.args, batches=portal.published_batches(EntryKind.PRODUCT))
+    form = ProductFilterForm(request.args, batches=portal.cached_published_batches(EntryKind.PRODUCT))
     form.validate()
     page, after, before = list_args()
     listing = portal.list_products(
@@ -89,7 +89,7 @@ def batch(id: int):
 
 @bp.get("/search")
 def search():
-    form = SearchForm(request.args, batches=portal.published_batches())
+    form = SearchForm(request.args, batches=portal.cached_published_batches())
     form.validate()
     q = form.keyword()
     results = None

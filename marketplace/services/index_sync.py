@@ -13,6 +13,12 @@ from marketplace.extensions import db
 from marketplace.models import IndexState
 
 ENTRIES = "entries"
+#: The counter that every commit to a table public pages show moves (``marketplace/http_cache.py``).
+PAGES = "pages"
+#: ``request.environ`` key where ``marketplace/http_cache.py`` leaves the ``index_state`` rows it
+#: read for a public page's validators ({name: (version, updated_at)}), so that the services
+#: need not read them again in the same request.
+REQUEST_STAMPS = "marketplace.index_state"
 #: Session flag: the entries changed; the keyword index build is queued after the commit
 #: (:mod:`marketplace.services.search_build`).
 SEARCH_BUILD_FLAG = "search_build_requested"

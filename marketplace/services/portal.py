@@ -1,14 +1,17 @@
 """Read-only queries of the public portal: lists, filters, batch pages and home statistics.
 
-Only PUBLISHED entries (and published batches) are ever returned. Every list loads its page's
-related rows eagerly (``joinedload`` for many-to-one, ``selectinload`` for a product's field and
-tag rows), so the number of statements per page does not grow with the page size.
+Only PUBLISHED entries (and published batches) are ever returned. The portal's list pages load
+their cards as plain rows (:class:`OpportunityCard`, :class:`ProductCard`: one statement, plus
+one for a product page's categories and tags), the API's lists whole rows with their related
+rows eager, so the number of statements per page does not grow with the page size. What does
+not depend on the request (the home page's figures and latest entries, the published batches
+of the filter forms) is computed once per public data version (:func:`versioned`).
 
 The lists stay fast at any depth (:func:`_keyset_page`): their totals are counted once per
 filter combination and public data version (:func:`list_cache`), 下一页 / 上一页 seek from an
 entry's key (``after=<id>`` / ``before=<id>``) on indexes that hold the filter columns and the
 order (``migrations``: "list indexes"), a page number reads ids only, and the cards load only
-the columns they show.
+the columns they show. ``benchmarks/render_profile.py`` times and profiles the renders.
 """
 
 from __future__ import annotations
@@ -17,11 +20,26 @@ import threading
 from collections import OrderedDict
 from collections.abc import Callable, Hashable
 from dataclasses import dataclass, field, replace
-from typing import Any
+from datetime import date, datetime
+from decimal import Decimal
+from typing import Any, NamedTuple
 
-from flask import current_app
+from flask import current_app, has_request_context, request
 from flask_sqlalchemy.pagination import Pagination
-from sqlalchemy import Select, and_, case, distinct, exists, func, literal, or_, select, tuple_
+from sqlalchemy import (
+    Select,
+    and_,
+    case,
+    distinct,
+    exists,
+    func,
+    literal,
+    literal_column,
+    or_,
+    select,
+    tuple_,
+    union_all,
+)
 from sqlalchemy.orm import joinedload, load_only, selectinload
 
 from marketplace import timeutil
@@ -31,6 +49,8 @@ from marketplace.models import (
     BatchStatus,
     EntryKind,
     EntryStatus,
+    IndexState,
+    Maturity,
     Opportunity,
     Organization,
     Product,
@@ -39,6 +59,7 @@ from marketplace.models import (
 )
 from marketplace.paging import KeysetPage
 from marketplace.reference import reference
+from marketplace.services import index_sync
 from marketplace.services import search as search_service
 from marketplace.services.errors import NotFound
 from marketplace.services.search import EntryFilters, RankedPage
@@ -77,15 +98,62 @@ class AreaStats:
     categories: list[tuple[str, int, int]] = field(default_factory=list)
 
 
+class BatchRow(NamedTuple):
+    """What the public pages show of a published batch (a plain row, cached per data version)."""
+
+    id: int
+    kind: str
+    title: str
+    published_on: date | None
+
+    @property
+    def kind_label(self) -> str:
+        return EntryKind.label_of(self.kind)
+
+
+class Named(NamedTuple):
+    """An organization (or batch) as a card shows it: ``entry.publisher.name``."""
+
+    id: int
+    name: str
+
+
+class BatchRef(NamedTuple):
+    """A card's batch link: ``entry.batch.title``."""
+
+    id: int
+    title: str
+
+
+class LatestOpportunity(NamedTuple):
+    id: int
+    title: str
+    field_category: str
+    published_at: datetime | None
+    publisher: Named
+
+
+class LatestProduct(NamedTuple):
+    id: int
+    name: str
+    maturity: str
+    published_at: datetime | None
+    owner: Named
+
+    @property
+    def maturity_label(self) -> str:
+        return Maturity.label_of(self.maturity)
+
+
 @dataclass
 class HomeStats:
     opportunities: int
     products: int
     #: Published batches with the number of their published entries, newest first.
-    batches: list[tuple[Batch, int]]
+    batches: list[tuple[BatchRow, int]]
     areas: list[AreaStats]
-    latest_opportunities: list[Opportunity]
-    latest_products: list[Product]
+    latest_opportunities: list[LatestOpportunity]
+    latest_products: list[LatestProduct]
 
 
 @dataclass(frozen=True)
@@ -99,7 +167,65 @@ class PublishedCounts:
     products_by_area: dict[str, int]
 
 
-_COUNTS_CACHE = "portal.published_counts"
+#: ``app.extensions`` key of the values cached per public data version (:func:`versioned`).
+_VERSIONED = "portal.versioned"
+#: ``request.environ`` key of this request's public stamp (read once per request).
+_STAMP = "marketplace.portal.public_stamp"
+
+
+def _read_stamps() -> dict[str, tuple[int, Any]]:
+    rows = db.session.execute(
+        select(IndexState.name, IndexState.version, IndexState.updated_at)
+        .where(IndexState.name.in_((index_sync.ENTRIES, index_sync.PAGES)))
+    )
+    return {name: (version, stamp) for name, version, stamp in rows}
+
+
+def public_stamp() -> Hashable | None:
+    """The stamp of what public pages show, read once per request: the public-content counter
+    (publications, withdrawals, approved edits) and the ``pages`` counter (any commit to a table
+    a public page shows, such as a batch's new title), each with its time; None before the
+    public-content counter exists.
+
+    On an anonymous public page the HTTP cache's validators have already read both rows
+    (:data:`index_sync.REQUEST_STAMPS`); otherwise one query reads them.
+    """
+    if not has_request_context():
+        rows = _read_stamps()
+    else:
+        environ = request.environ
+        if _STAMP in environ:
+            return environ[_STAMP]
+        rows = environ.get(index_sync.REQUEST_STAMPS)
+        if rows is None:
+            rows = _read_stamps()
+    entries = rows.get(index_sync.ENTRIES)
+    stamp = None if entries is None else (entries, rows.get(index_sync.PAGES))
+    if has_request_context():
+        request.environ[_STAMP] = stamp
+    return stamp
+
+
+def versioned(key: Hashable, compute: Callable[[], Any]) -> Any:
+    """``compute()``, kept per process until :func:`public_stamp` moves.
+
+    Every service change to what is public (publication, withdrawal, an approved edit, an
+    organization's new name, a 揭榜 selection) bumps :mod:`~marketplace.services.index_sync`,
+    the same signal that refreshes the search index, and any other commit to a table a public
+    page shows moves the ``pages`` counter, so these values are never stale, whoever made the
+    change. Before the public-content counter exists nothing is cached. Values
+    must be immutable or never changed by callers (plain rows and tuples, not ORM objects).
+    """
+    stamp = public_stamp()
+    if stamp is None:
+        return compute()
+    held = current_app.extensions.get(_VERSIONED)
+    if held is None or held[0] != stamp:
+        held = current_app.extensions[_VERSIONED] = (stamp, {})
+    values = held[1]
+    if key not in values:
+        values[key] = compute()
+    return values[key]
 
 
 def published_counts() -> PublishedCounts:
@@ -141,28 +267,18 @@ def published_counts() -> PublishedCounts:
 
 
 def cached_published_counts() -> PublishedCounts:
-    """:func:`published_counts`, cached per app until the public-content counter moves.
-
-    Every service change to what is public bumps :mod:`~marketplace.services.index_sync`, the
-    same signal that refreshes the search index, so the cache is never stale for changes made
-    through the services. Before the counter exists nothing is cached.
-    """
-    stamp = search_service.public_stamp()
-    cached = current_app.extensions.get(_COUNTS_CACHE)
-    if stamp is not None and cached is not None and cached[0] == stamp:
-        return cached[1]
-    counts = published_counts()
-    if stamp is not None:
-        current_app.extensions[_COUNTS_CACHE] = (stamp, counts)
-    return counts
+    """:func:`published_counts`, cached per public data version (:func:`versioned`)."""
+    return versioned("published_counts", published_counts)
 
 
 def home_stats() -> HomeStats:
-    """Counts of published entries in total, per published batch and per area and category.
+    """Counts of published entries in total, per published batch and per area and category,
+    and the latest entries: computed once per public data version (:func:`versioned`), so a
+    render of the home page costs one statement here (the stamp) instead of six."""
+    return versioned("home_stats", _home_stats)
 
-    The counts come from :func:`cached_published_counts`; the batches and the latest entries
-    are three small queries.
-    """
+
+def _home_stats() -> HomeStats:
     counts = cached_published_counts()
     opp_batches = counts.opportunities_by_batch
     opp_categories = counts.opportunities_by_category
@@ -181,26 +297,30 @@ def home_stats() -> HomeStats:
 
     batches = [
         (b, (opp_batches if b.kind == EntryKind.OPPORTUNITY else product_batches).get(b.id, 0))
-        for b in _published_batches_query()
+        for b in cached_published_batches()
     ]
-    latest_opportunities = list(
-        db.session.scalars(
-            select(Opportunity)
+    latest_opportunities = [
+        LatestOpportunity(id_, title, category, published_at, Named(org_id, org_name))
+        for id_, title, category, published_at, org_id, org_name in db.session.execute(
+            select(Opportunity.id, Opportunity.title, Opportunity.field_category,
+                   Opportunity.published_at, Organization.id, Organization.name)
+            .join(Organization, Organization.id == Opportunity.publisher_id)
             .where(Opportunity.status == PUBLISHED)
-            .options(joinedload(Opportunity.publisher))
             .order_by(Opportunity.published_at.desc(), Opportunity.id.desc())
             .limit(LATEST_COUNT)
         )
-    )
-    latest_products = list(
-        db.session.scalars(
-            select(Product)
+    ]
+    latest_products = [
+        LatestProduct(id_, name, maturity, published_at, Named(org_id, org_name))
+        for id_, name, maturity, published_at, org_id, org_name in db.session.execute(
+            select(Product.id, Product.name, Product.maturity, Product.published_at,
+                   Organization.id, Organization.name)
+            .join(Organization, Organization.id == Product.owner_id)
             .where(Product.status == PUBLISHED)
-            .options(joinedload(Product.owner))
             .order_by(Product.published_at.desc(), Product.id.desc())
             .limit(LATEST_COUNT)
         )
-    )
+    ]
     return HomeStats(
         opportunities=sum(opp_batches.values()),
         products=sum(product_batches.values()),
@@ -408,7 +528,7 @@ def _keyset_page(spec: _ListSpec, *, page: int | None, per_page: int, after: int
 
     Then one query loads the page's rows by id (``load``).
     """
-    stamp = search_service.public_stamp()
+    stamp = public_stamp()
     counts = [_segment_count(spec, segment, stamp) for segment in spec.segments]
     total = sum(counts)
     pages = max(-(-total // per_page), 1)
@@ -451,23 +571,108 @@ def _load(model: type[Opportunity] | type[Product], ids: list[int], options: tup
     return [rows[i] for i in ids if i in rows]
 
 
-#: What the list cards show (templates/portal/_macros.html), and the batch tables.
-_OPPORTUNITY_CARD = (
-    load_only(Opportunity.title, Opportunity.description, Opportunity.publisher_id,
-              Opportunity.field_category, Opportunity.tier, Opportunity.region_city,
-              Opportunity.region_county, Opportunity.budget_min, Opportunity.budget_max,
-              Opportunity.deadline, Opportunity.batch_id, Opportunity.status),
-    joinedload(Opportunity.publisher).load_only(Organization.name),
-    joinedload(Opportunity.batch).load_only(Batch.title),
-)
-_PRODUCT_CARD = (
-    load_only(Product.name, Product.description, Product.owner_id, Product.maturity,
-              Product.region_city, Product.region_county, Product.batch_id, Product.status),
-    joinedload(Product.owner).load_only(Organization.name),
-    joinedload(Product.batch).load_only(Batch.title),
-    selectinload(Product.field_rows),
-    selectinload(Product.tag_rows),
-)
+class OpportunityCard:
+    """What a list card shows of a published opportunity (templates/portal/_macros.html), read
+    as one plain row: no ORM identity map, no lazy attributes. The labels are the model's own
+    properties, so a card reads exactly like the entry."""
+
+    __slots__ = ("id", "title", "description", "field_category", "tier", "region_city",
+                 "region_county", "budget_min", "budget_max", "deadline", "publisher", "batch")
+    kind = EntryKind.OPPORTUNITY
+    status = PUBLISHED
+    region_label = Opportunity.region_label
+    tier_label = Opportunity.tier_label
+    budget_label = Opportunity.budget_label
+    is_open = Opportunity.is_open
+    days_left = Opportunity.days_left
+
+    def __init__(self, id: int, title: str, description: str, field_category: str, tier: str,
+                 region_city: str, region_county: str | None, budget_min: Decimal | None,
+                 budget_max: Decimal | None, deadline: date | None, publisher: Named,
+                 batch: BatchRef | None) -> None:
+        self.id, self.title, self.description = id, title, description
+        self.field_category, self.tier = field_category, tier
+        self.region_city, self.region_county = region_city, region_county
+        self.budget_min, self.budget_max, self.deadline = budget_min, budget_max, deadline
+        self.publisher, self.batch = publisher, batch
+
+
+class ProductCard:
+    """What a list card shows of a published product (see :class:`OpportunityCard`)."""
+
+    __slots__ = ("id", "name", "description", "maturity", "region_city", "region_county",
+                 "owner", "batch", "categories", "tags")
+    kind = EntryKind.PRODUCT
+    status = PUBLISHED
+    region_label = Product.region_label
+    maturity_label = Product.maturity_label
+    title = Product.title
+    display_name = Product.display_name
+
+    def __init__(self, id: int, name: str, description: str, maturity: str, region_city: str,
+                 region_county: str | None, owner: Named, batch: BatchRef | None) -> None:
+        self.id, self.name, self.description, self.maturity = id, name, description, maturity
+        self.region_city, self.region_county = region_city, region_county
+        self.owner, self.batch = owner, batch
+        #: In the order of the model's relationships (by category, by tag).
+        self.categories: list[str] = []
+        self.tags: list[str] = []
+
+
+def _batch_ref(id_: int | None, title: str | None) -> BatchRef | None:
+    return None if id_ is None else BatchRef(id_, title)
+
+
+def _in_order(rows: dict[int, Any], ids: list[int]) -> list:
+    return [rows[i] for i in ids if i in rows]
+
+
+def _opportunity_cards(ids: list[int]) -> list[OpportunityCard]:
+    """The cards of these opportunities, in this order: one statement."""
+    if not ids:
+        return []
+    o = Opportunity
+    rows = db.session.execute(
+        select(o.id, o.title, o.description, o.field_category, o.tier, o.region_city,
+               o.region_county, o.budget_min, o.budget_max, o.deadline,
+               Organization.id, Organization.name, Batch.id, Batch.title)
+        .join(Organization, Organization.id == o.publisher_id)
+        .outerjoin(Batch, Batch.id == o.batch_id)
+        .where(o.id.in_(ids))
+    )
+    cards = {row[0]: OpportunityCard(*row[:10], Named(row[10], row[11]), _batch_ref(row[12], row[13]))
+             for row in rows}
+    return _in_order(cards, ids)
+
+
+def _product_cards(ids: list[int]) -> list[ProductCard]:
+    """The cards of these products, in this order: two statements (the rows, then their
+    categories and tags in one ``UNION ALL``)."""
+    if not ids:
+        return []
+    p = Product
+    rows = db.session.execute(
+        select(p.id, p.name, p.description, p.maturity, p.region_city, p.region_county,
+               Organization.id, Organization.name, Batch.id, Batch.title)
+        .join(Organization, Organization.id == p.owner_id)
+        .outerjoin(Batch, Batch.id == p.batch_id)
+        .where(p.id.in_(ids))
+    )
+    cards = {row[0]: ProductCard(*row[:6], Named(row[6], row[7]), _batch_ref(row[8], row[9]))
+             for row in rows}
+    extras = union_all(
+        select(ProductField.product_id.label("product_id"), literal(0).label("part"),
+               ProductField.category.label("value")).where(ProductField.product_id.in_(ids)),
+        select(ProductTag.product_id, literal(1), ProductTag.tag).where(ProductTag.product_id.in_(ids)),
+    ).order_by(literal_column("part"), literal_column("value"))
+    for product_id, part, value in db.session.execute(extras):
+        card = cards.get(product_id)
+        if card is not None:
+            (card.tags if part else card.categories).append(value)
+    return _in_order(cards, ids)
+
+
+#: What the batch tables show.
 _OPPORTUNITY_FULL = (joinedload(Opportunity.publisher), joinedload(Opportunity.batch))
 _PRODUCT_FULL = (
     joinedload(Product.owner), joinedload(Product.batch),
@@ -504,11 +709,23 @@ def published_batches(kind: str | None = None) -> list[Batch]:
     return _published_batches_query(kind)
 
 
-def published_batches_with_counts() -> list[tuple[Batch, int]]:
+def cached_published_batches(kind: str | None = None) -> list[BatchRow]:
+    """Published batches (of one kind), newest first, as plain rows cached per public data
+    version (publishing a batch bumps the counter): the filter forms' choices and the home page."""
+    rows = versioned("published_batches", lambda: [
+        BatchRow(*row) for row in db.session.execute(
+            select(Batch.id, Batch.kind, Batch.title, Batch.published_on)
+            .where(Batch.status == BatchStatus.PUBLISHED)
+            .order_by(Batch.published_on.desc(), Batch.id.desc()))
+    ])
+    return rows if kind is None else [row for row in rows if row.kind == kind]
+
+
+def published_batches_with_counts() -> list[tuple[BatchRow, int]]:
     """Published batches, newest first, each with its number of published entries."""
     counts = cached_published_counts()
     by_batch = {**counts.opportunities_by_batch, **counts.products_by_batch}
-    return [(b, by_batch.get(b.id, 0)) for b in _published_batches_query()]
+    return [(b, by_batch.get(b.id, 0)) for b in cached_published_batches()]
 
 
 def get_published_batch(batch_id: int) -> Batch:
@@ -689,16 +906,14 @@ def _product_spec(filters: EntryFilters) -> _ListSpec | None:
 
 def _listing(kind: str, spec: _ListSpec | None, filters: EntryFilters, q: str | None,
              page: int | None, per_page: int, after: int | None, before: int | None,
-             options: tuple) -> Listing:
+             load: Callable[[list[int]], list]) -> Listing:
     if q and q.strip():
         result = search_service.search(kind, q, filters, page or 1, per_page)
         return Listing(page=result, matched=result.matched, ranked=True)
     if spec is None:
         return Listing(page=search_service.empty_page(per_page))
-    return Listing(page=_keyset_page(
-        spec, page=page, per_page=per_page, after=after, before=before,
-        load=lambda ids: _load(spec.model, ids, options),
-    ))
+    return Listing(page=_keyset_page(spec, page=page, per_page=per_page, after=after,
+                                     before=before, load=load))
 
 
 def list_opportunities(filters: EntryFilters, q: str | None = None, page: int | None = 1,
@@ -707,12 +922,16 @@ def list_opportunities(filters: EntryFilters, q: str | None = None, page: int | 
     """A page of published opportunities: open ones first and newest first (by page number, or
     after / before an entry), or ranked by relevance to ``q``.
 
-    ``card_only`` loads just the columns a list card shows (the portal pages); otherwise whole
-    rows (the API serialises more fields).
+    ``card_only`` loads just what a list card shows, as plain rows (:class:`OpportunityCard`,
+    the portal pages); otherwise whole ORM rows (the API serialises more fields).
     """
-    options = _OPPORTUNITY_CARD if card_only else _OPPORTUNITY_FULL
+    if card_only:
+        load = _opportunity_cards
+    else:
+        def load(ids: list[int]) -> list:
+            return _load(Opportunity, ids, _OPPORTUNITY_FULL)
     return _listing(EntryKind.OPPORTUNITY, _opportunity_spec(filters), filters, q, page,
-                    per_page, after, before, options)
+                    per_page, after, before, load)
 
 
 def list_products(filters: EntryFilters, q: str | None = None, page: int | None = 1,
@@ -720,9 +939,13 @@ def list_products(filters: EntryFilters, q: str | None = None, page: int | None 
                   card_only: bool = False) -> Listing:
     """A page of published products, newest first (by page number, or after / before an
     entry), or ranked by relevance to ``q``. ``card_only``: see :func:`list_opportunities`."""
-    options = _PRODUCT_CARD if card_only else _PRODUCT_FULL
+    if card_only:
+        load = _product_cards
+    else:
+        def load(ids: list[int]) -> list:
+            return _load(Product, ids, _PRODUCT_FULL)
     return _listing(EntryKind.PRODUCT, _product_spec(filters), filters, q, page, per_page,
-                    after, before, options)
+                    after, before, load)
 
 
 def search_entries(q: str, sides: tuple[str, ...], filters: EntryFilters, page: int = 1,
@@ -748,16 +971,18 @@ def get_published_opportunity(entry_id: int) -> Opportunity:
 
 def get_published_product(entry_id: int) -> Product:
     """A published product; anything else is :class:`NotFound` on the public portal."""
-    entry = db.session.scalar(
+    entry = db.session.scalars(
         select(Product)
         .where(Product.id == entry_id, Product.status == PUBLISHED)
         .options(
             joinedload(Product.owner),
             joinedload(Product.batch),
-            selectinload(Product.field_rows),
-            selectinload(Product.tag_rows),
+            # Joined, not select-in: one statement for the page (a product has a few of each;
+            # the relationships' order_by orders the joined rows).
+            joinedload(Product.field_rows),
+            joinedload(Product.tag_rows),
         )
-    )
+    ).unique().first()
     if entry is None:
         raise NotFound("条目不存在或尚未公开")
     return entry

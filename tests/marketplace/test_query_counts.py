@@ -8,6 +8,7 @@ from contextlib import contextmanager
 import pytest
 from sqlalchemy import event
 
+from marketplace.http_cache import page_cache
 from marketplace.models import BatchStatus, EntryStatus
 from marketplace.services import index_sync
 
@@ -86,7 +87,9 @@ PAGES: dict[str, Callable[[Catalogue], str]] = {
 
 
 def statements_for(client, db, url: str) -> int:
+    """Statements of one render of ``url`` (after a warm-up; never a page-cache hit)."""
     assert client.get(url).status_code == 200  # warm-up (builds or refreshes the search index)
+    page_cache(client.application).clear()
     with count_statements(db) as statements:
         response = client.get(url)
     assert response.status_code == 200
