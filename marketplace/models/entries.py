@@ -132,6 +132,8 @@ class Opportunity(EntryMixin, db.Model):
         Index("ix_opportunity_publisher", "publisher_id", "status"),
         # Batch pages list a batch's entries by id.
         Index("ix_opportunity_batch_status", "batch_id", "status", "id"),
+        # The matching delta reads the rows changed since an index version was built.
+        Index("ix_opportunity_updated", "updated_at"),
     )
 
     title: Mapped[str] = mapped_column(String(120))
@@ -244,6 +246,8 @@ class Product(EntryMixin, db.Model):
         Index("ix_product_status_county", "status", "region_county", "published_at", "id"),
         Index("ix_product_owner", "owner_id", "status"),
         Index("ix_product_batch_status", "batch_id", "status", "id"),
+        # The matching delta reads the rows changed since an index version was built.
+        Index("ix_product_updated", "updated_at"),
     )
 
     name: Mapped[str] = mapped_column(String(120))
