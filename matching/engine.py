@@ -19,6 +19,12 @@ version ranks exactly as the engine that saved it (the same float32 sums in the 
 (:meth:`matching.lexical.LexicalIndex.score`); the top-N of that and of the dense index make the
 candidate pool, and every signal is computed for the candidates only. Only the ``k`` returned
 hits are explained, with ``idf``/``doc_freq`` cached per token for the index's lifetime.
+The structured signal of the whole pool comes from per-side fact arrays (:class:`_Facts`: value
+codes of city, county, categories, areas and tags, and the maturity score), saved with a version
+and memory-mapped, so no candidate is decoded; explanations read each hit's whole words stored at
+build time (:class:`_MutableWords` / :class:`_FrozenWords`) and order the query's words once per
+query (:class:`_ExplainPlan`). These paths do the same float operations in the same order as the
+per-item formulas, so scores are bit-identical to them.
 
 Ranking, for one query against one side:
 
@@ -102,7 +108,7 @@ __all__ = [
 ]
 
 SIDES = ("product", "opportunity")
-_FORMAT_VERSION = 2
+_FORMAT_VERSION = 3  # 3: structured facts and whole words per item
 #: sentence vectors kept for the 「语义最接近」 evidence (per engine)
 _SENTENCE_CACHE_SIZE = 4096
 _MANIFEST = "manifest.json"
@@ -374,6 +380,18 @@ class _Query:
     words: frozenset[str]  # whole words (with compound parts)
     sentences: list[str]  # for the 「语义最接近」 evidence
     kind: str  # "query" or "document": how its sentences are encoded
+    #: per side searched: the query's words ordered for explanations (see _ExplainPlan)
+    plans: dict[int, _ExplainPlan] = field(default_factory=dict)
+
+
+@dataclass
+class _ExplainPlan:
+    """What explanations need from a query's words, worked out once per query and side:
+    the informative words rarest first, and per thesaurus word (rarest first) its informative
+    group-mates that the query does not use (rarest first)."""
+
+    shown_order: list[str]
+    synonyms: list[tuple[str, list[str]]]
 
 
 def _showable(term: str) -> bool:
@@ -410,6 +428,251 @@ def _pairs(scores: np.ndarray, ids: np.ndarray) -> list[tuple[int, float]]:
     return [(int(i), float(c)) for i, c in zip(ids[0].tolist(), scores[0].tolist(), strict=True) if i >= 0]
 
 
+def _structured(cfg: MatchConfig, query: Item | None, item: Item) -> tuple[float, dict[str, float]]:
+    """The structured signal (see the module docstring) and its sub-signals, for one item."""
+    parts = {"field": 0.0, "city": 0.0, "county": 0.0, "tags": 0.0, "maturity": 0.0}
+    if query is not None:
+        if set(query.categories) & set(item.categories):
+            parts["field"] = 1.0
+        elif set(query.areas) & set(item.areas):
+            parts["field"] = 0.5
+        if query.region_city and query.region_city == item.region_city:
+            parts["city"] = 1.0
+            if query.region_county and query.region_county == item.region_county:
+                parts["county"] = 1.0
+        if query.tags:
+            parts["tags"] = len(set(query.tags) & set(item.tags)) / len(set(query.tags))
+    if item.maturity:
+        parts["maturity"] = MATURITY_SCORES.get(item.maturity, 0.0)
+    weights = {
+        "field": cfg.w_field,
+        "city": cfg.w_city,
+        "county": cfg.w_county,
+        "tags": cfg.w_tags,
+        "maturity": cfg.w_maturity,
+    }
+    total = sum(weights.values())
+    value = sum(weights[n] * parts[n] for n in parts) / total if total > 0 else 0.0
+    return value, parts
+
+
+# ------------------------------------------------------------------------------------------------
+# Per-item facts kept as arrays: the structured signal of a whole candidate pool is computed with
+# a few numpy operations, and explanations read an item's whole words without tokenising it.
+
+#: words longer than this go into a small JSON list instead of the fixed-width vocabulary array
+_WORD_WIDTH = 24
+_NO_VALUE = -1  # padding / missing value in the fact arrays
+_UNKNOWN = -2  # a query value the side has never seen (matches nothing)
+
+
+def _maturity_score(item: Item) -> float:
+    return MATURITY_SCORES.get(item.maturity, 0.0) if item.maturity else 0.0
+
+
+class _Facts:
+    """The structured fields of one side's items as arrays, one row per item.
+
+    ``city``/``county`` hold value codes (``-1`` for none), ``maturity`` the maturity score, and
+    ``categories``/``areas``/``tags`` the *distinct* value codes of each item, padded with ``-1``
+    to the widest item. Codes come from one vocabulary shared by all fields (``values``).
+    :class:`_MutableFacts` grows with the in-memory side; :class:`_FrozenFacts` maps the arrays
+    a saved version holds (rows in the order of the version's sorted item ids).
+    """
+
+    MULTI = ("categories", "areas", "tags")
+    codes: dict[str, int]
+    arrays: dict[str, np.ndarray]
+
+    def code(self, value: str | None) -> int:
+        return _UNKNOWN if value is None else self.codes.get(value, _UNKNOWN)
+
+    def code_array(self, values: Iterable[str]) -> np.ndarray:
+        return np.asarray(sorted({self.code(v) for v in values}), dtype=np.int32)
+
+    def structured(self, cfg: MatchConfig, query: Item | None, rows: np.ndarray) -> np.ndarray:
+        """:meth:`MatchEngine._structured` of ``query`` against the items at ``rows`` (float64,
+        the same operations in the same order, so the values are identical)."""
+        a = self.arrays
+        n = len(rows)
+        zero = np.zeros(n, dtype=np.float64)
+        field_part = city_part = county_part = tags_part = zero
+        if query is not None:
+            cats = self.code_array(query.categories)
+            areas = self.code_array(query.areas)
+            shared_cat = np.isin(a["categories"][rows], cats).any(axis=1) if len(cats) else np.zeros(n, bool)
+            shared_area = np.isin(a["areas"][rows], areas).any(axis=1) if len(areas) else np.zeros(n, bool)
+            field_part = np.where(shared_cat, 1.0, np.where(shared_area, 0.5, 0.0))
+            if query.region_city:
+                same_city = a["city"][rows] == self.code(query.region_city)
+                city_part = same_city.astype(np.float64)
+                if query.region_county:
+                    county_part = (same_city & (a["county"][rows] == self.code(query.region_county))).astype(
+                        np.float64
+                    )
+            if query.tags:
+                wanted = self.code_array(query.tags)
+                shared = np.isin(a["tags"][rows], wanted[wanted >= 0]).sum(axis=1)
+                tags_part = shared / len(set(query.tags))
+        maturity_part = np.asarray(a["maturity"][rows], dtype=np.float64)
+        weights = (cfg.w_field, cfg.w_city, cfg.w_county, cfg.w_tags, cfg.w_maturity)
+        total = sum(weights)
+        if not total > 0:
+            return zero
+        acc = weights[0] * field_part
+        for w, part in zip(weights[1:], (city_part, county_part, tags_part, maturity_part), strict=True):
+            acc = acc + w * part
+        return acc / total
+
+
+class _MutableFacts(_Facts):
+    """The facts of an in-memory side: rows are slots, reused when an item is replaced."""
+
+    def __init__(self) -> None:
+        self.codes = {}
+        self.slot: dict[int, int] = {}
+        self._free: list[int] = []
+        self._size = 0
+        self.arrays = {
+            "city": np.full(0, _NO_VALUE, dtype=np.int32),
+            "county": np.full(0, _NO_VALUE, dtype=np.int32),
+            "maturity": np.zeros(0, dtype=np.float64),
+            **{name: np.full((0, 0), _NO_VALUE, dtype=np.int32) for name in self.MULTI},
+        }
+
+    def _intern(self, value: str | None) -> int:
+        if value is None:
+            return _NO_VALUE
+        code = self.codes.get(value)
+        if code is None:
+            code = self.codes[value] = len(self.codes)
+        return code
+
+    def _grow(self, rows: int, widths: Mapping[str, int]) -> None:
+        a = self.arrays
+        capacity = len(a["city"])
+        new_capacity = max(capacity, rows)
+        if new_capacity > capacity:
+            new_capacity = max(new_capacity, 2 * capacity, 64)
+        for name in ("city", "county", "maturity"):
+            if new_capacity > capacity:
+                fill = 0.0 if name == "maturity" else _NO_VALUE
+                grown = np.full(new_capacity, fill, dtype=a[name].dtype)
+                grown[:capacity] = a[name]
+                a[name] = grown
+        for name in self.MULTI:
+            old = a[name]
+            width = max(old.shape[1], widths[name])
+            if new_capacity > old.shape[0] or width > old.shape[1]:
+                grown = np.full((new_capacity, width), _NO_VALUE, dtype=np.int32)
+                grown[: old.shape[0], : old.shape[1]] = old
+                a[name] = grown
+
+    def upsert(self, item: Item) -> None:
+        multi = {name: sorted({self._intern(v) for v in getattr(item, name)}) for name in self.MULTI}
+        row = self.slot.get(item.id)
+        if row is None:
+            row = self._free.pop() if self._free else self._size
+            if row == self._size:
+                self._size += 1
+            self.slot[item.id] = row
+        self._grow(self._size, {name: len(codes) for name, codes in multi.items()})
+        a = self.arrays
+        a["city"][row] = self._intern(item.region_city)
+        a["county"][row] = self._intern(item.region_county)
+        a["maturity"][row] = _maturity_score(item)
+        for name, codes in multi.items():
+            a[name][row] = _NO_VALUE
+            a[name][row, : len(codes)] = codes
+
+    def remove(self, item_id: int) -> None:
+        row = self.slot.pop(item_id, None)
+        if row is not None:
+            self._free.append(row)
+
+    def rows(self, ids: Sequence[int]) -> np.ndarray:
+        slot = self.slot
+        return np.fromiter((slot[i] for i in ids), dtype=np.int64, count=len(ids))
+
+    def save(self, path: Path, ids: Sequence[int]) -> None:
+        """Write the rows of ``ids`` (in that order) for :class:`_FrozenFacts`."""
+        rows = self.rows(ids)
+        for name, arr in self.arrays.items():
+            np.save(path / f"facts_{name}.npy", np.ascontiguousarray(arr[rows]))
+        values = sorted(self.codes, key=self.codes.__getitem__)
+        (path / "facts_values.json").write_text(json.dumps(values, ensure_ascii=False), encoding="utf-8")
+
+
+class _FrozenFacts(_Facts):
+    """The facts of a saved version, memory-mapped; row ``r`` is the item ``items_ids[r]``."""
+
+    NAMES = ("city", "county", "maturity", "categories", "areas", "tags")
+
+    def __init__(self, path: Path) -> None:
+        values = json.loads((path / "facts_values.json").read_text(encoding="utf-8"))
+        self.codes = {value: code for code, value in enumerate(values)}
+        self.arrays = {name: np.load(path / f"facts_{name}.npy", mmap_mode="r") for name in self.NAMES}
+        self.files = [path / f"facts_{name}.npy" for name in self.NAMES]
+
+
+class _MutableWords:
+    """The whole words (:func:`matching.text.words` of title and text) of every item of an
+    in-memory side, computed once when the item is indexed; equal words share one string."""
+
+    def __init__(self) -> None:
+        self._canonical: dict[str, str] = {}
+        self._words: dict[int, tuple[str, ...]] = {}
+
+    def upsert(self, item: Item) -> None:
+        canonical = self._canonical
+        found = dict.fromkeys(words(_own_text(item)))
+        self._words[item.id] = tuple(canonical.setdefault(w, w) for w in found)
+
+    def remove(self, item_id: int) -> None:
+        self._words.pop(item_id, None)
+
+    def get(self, item_id: int) -> frozenset[str] | None:
+        found = self._words.get(item_id)
+        return None if found is None else frozenset(found)
+
+    def save(self, path: Path, ids: Sequence[int]) -> None:
+        """Write the words of ``ids`` (in that order) for :class:`_FrozenWords`: a sorted
+        fixed-width vocabulary (longer words in JSON after it) and one id list per item."""
+        vocab = sorted({w for i in ids for w in self._words[i]})
+        short = [w for w in vocab if len(w) <= _WORD_WIDTH]
+        long = [w for w in vocab if len(w) > _WORD_WIDTH]
+        code = {w: n for n, w in enumerate(short + long)}
+        indptr = np.zeros(len(ids) + 1, dtype=np.int64)
+        chunks = []
+        for n, item_id in enumerate(ids):
+            found = [code[w] for w in self._words[item_id]]
+            chunks.append(np.asarray(found, dtype=np.int32))
+            indptr[n + 1] = indptr[n] + len(found)
+        np.save(path / "words_indptr.npy", indptr)
+        np.save(path / "words_ids.npy", np.concatenate(chunks) if chunks else np.zeros(0, dtype=np.int32))
+        np.save(path / "words_vocab.npy", np.asarray(short, dtype=f"<U{_WORD_WIDTH}"))
+        (path / "words_long.json").write_text(json.dumps(long, ensure_ascii=False), encoding="utf-8")
+
+
+class _FrozenWords:
+    """The whole words of a saved version's items (see :meth:`_MutableWords.save`), mapped."""
+
+    def __init__(self, path: Path) -> None:
+        self.indptr = np.load(path / "words_indptr.npy", mmap_mode="r")
+        self.ids = np.load(path / "words_ids.npy", mmap_mode="r")
+        self.vocab = np.load(path / "words_vocab.npy", mmap_mode="r")
+        self.long = json.loads((path / "words_long.json").read_text(encoding="utf-8"))
+        self.files = [path / n for n in ("words_indptr.npy", "words_ids.npy", "words_vocab.npy")]
+
+    def at(self, row: int) -> frozenset[str]:
+        codes = np.asarray(self.ids[int(self.indptr[row]) : int(self.indptr[row + 1])], dtype=np.int64)
+        n_short = len(self.vocab)
+        if not len(codes) or int(codes.max()) < n_short:
+            return frozenset(self.vocab[codes].tolist())
+        vocab, long = self.vocab, self.long
+        return frozenset(str(vocab[c]) if c < n_short else long[c - n_short] for c in codes.tolist())
+
+
 class _Side:
     """Per-side state built in memory: items, dense index, BM25 index and facet sets.
 
@@ -425,6 +688,15 @@ class _Side:
         self.vectors = VectorIndex(dim, hnsw_threshold=hnsw_threshold)
         self.lexical = LexicalIndex()
         self.facets: dict[str, dict[str, set[int]]] = {f: {} for f in self.FACETS}
+        self.facts = _MutableFacts()
+        self.words = _MutableWords()
+
+    def add(self, item: Item) -> None:
+        """Index ``item``'s facets, structured facts and whole words (not its vectors/BM25)."""
+        self.items[item.id] = item
+        self.index_facets(item)
+        self.facts.upsert(item)
+        self.words.upsert(item)
 
     def __len__(self) -> int:
         return len(self.items)
@@ -504,12 +776,23 @@ class _Side:
     def idf(self, term: str) -> float:
         return self.lexical.idf(term)
 
+    def structured_scores(self, cfg: MatchConfig, query: Item | None, ids: Sequence[int]) -> np.ndarray:
+        """The structured signal of ``query`` against the indexed ``ids`` (float64 array)."""
+        return self.facts.structured(cfg, query, self.facts.rows(ids))
+
+    def item_words(self, item_id: int) -> frozenset[str]:
+        """The whole words of an indexed item's title and text (computed when indexed)."""
+        found = self.words.get(item_id)
+        if found is None:
+            item = self.items[item_id]
+            return frozenset(words(_own_text(item)))
+        return found
+
     def upsert(self, item: Item, vec: np.ndarray) -> None:
         old = self.items.get(item.id)
         if old is not None:
             self.unindex_facets(old)
-        self.items[item.id] = item
-        self.index_facets(item)
+        self.add(item)
         self.vectors.upsert([item.id], vec[None, :])
         self.lexical.upsert(item.id, tokenize(document_text(item)))
 
@@ -518,6 +801,8 @@ class _Side:
         if item is None:
             return False
         self.unindex_facets(item)
+        self.facts.remove(item.id)
+        self.words.remove(item.id)
         self.vectors.remove([item.id])
         self.lexical.remove(item.id)
         return True
@@ -538,6 +823,8 @@ class _Side:
                 offsets.append(offsets[-1] + len(line))
         np.save(path / "items_ids.npy", np.asarray(ids, dtype=np.int64))
         np.save(path / "items_offsets.npy", np.asarray(offsets, dtype=np.int64))
+        self.facts.save(path, ids)
+        self.words.save(path, ids)
         spans: dict[str, dict[str, list[int]]] = {}
         chunks: list[np.ndarray] = []
         at = 0
@@ -687,8 +974,12 @@ class _OpenedSide:
         self.base_lexical: FrozenLexicalIndex | None = None
         self.base_facets: dict[str, dict[str, list[int]]] = {}
         self.base_facet_ids: np.ndarray = np.zeros(0, dtype=np.int64)
+        self.base_facts: _FrozenFacts | None = None
+        self.base_words: _FrozenWords | None = None
         if path is not None:
             self.base_items = _ItemStore(path)
+            self.base_facts = _FrozenFacts(path)
+            self.base_words = _FrozenWords(path)
             self.base_vectors = VectorIndex.open(path / "vectors")
             self.base_lexical = LexicalIndex.open(path / "lexical")
             self.base_facets = json.loads((path / "facets.json").read_text(encoding="utf-8"))
@@ -698,6 +989,7 @@ class _OpenedSide:
                 raise ValueError(f"{name}: vectors, BM25 and items disagree")
         self.masked: set[int] = set()
         self.delta_items: dict[int, Item] = {}
+        self.delta_words: dict[int, frozenset[str]] = {}
         self.delta_vectors: dict[int, np.ndarray] = {}
         self.delta_lexical = DeltaLexical(self.base_lexical)
         self.items = _OverlayItems(self)
@@ -706,7 +998,7 @@ class _OpenedSide:
     def files(self) -> list[Path]:
         """The memory-mapped files of the base (for tests and the benchmark)."""
         out: list[Path] = []
-        for part in (self.base_items, self.base_vectors, self.base_lexical):
+        for part in (self.base_items, self.base_vectors, self.base_lexical, self.base_facts, self.base_words):
             out += list(getattr(part, "files", []))
         return out
 
@@ -815,10 +1107,45 @@ class _OpenedSide:
             value = self._idf[term] = self.delta_lexical.idf(term)
         return value
 
+    def _base_rows(self, ids: Sequence[int]) -> np.ndarray:
+        """Rows of base items (ids known to be in the base) in the version's files."""
+        wanted = np.asarray(ids, dtype=np.int64)
+        return np.searchsorted(np.asarray(self.base_items.ids), wanted).astype(np.int64)
+
+    def structured_scores(self, cfg: MatchConfig, query: Item | None, ids: Sequence[int]) -> np.ndarray:
+        """The structured signal of ``query`` against the live ``ids``: base items from the
+        mapped fact arrays (nothing decoded), delta items from their :class:`Item`."""
+        out = np.zeros(len(ids), dtype=np.float64)
+        in_delta = [n for n, i in enumerate(ids) if i in self.delta_items]
+        if len(in_delta) < len(ids):
+            delta_at = set(in_delta)
+            at = [n for n in range(len(ids)) if n not in delta_at]
+            rows = self._base_rows([ids[n] for n in at])
+            out[at] = self.base_facts.structured(cfg, query, rows)
+        for n in in_delta:
+            out[n] = _structured(cfg, query, self.delta_items[ids[n]])[0]
+        return out
+
+    def item_words(self, item_id: int) -> frozenset[str]:
+        """The whole words of a live item's title and text (saved with the version, or
+        computed when the item entered the delta)."""
+        found = self.delta_words.get(item_id)
+        if found is not None:
+            return found
+        delta_item = self.delta_items.get(item_id)
+        if delta_item is not None:  # computed on first use: publishing stays cheap
+            found = self.delta_words[item_id] = frozenset(words(_own_text(delta_item)))
+            return found
+        row = self.base_items.position(item_id) if self.base_items is not None else None
+        if row is None or item_id in self.masked:
+            raise KeyError(item_id)
+        return self.base_words.at(row)
+
     def upsert(self, item: Item, vec: np.ndarray) -> None:
         if self._in_base(item.id):
             self.masked.add(item.id)
         self.delta_items[item.id] = item
+        self.delta_words.pop(item.id, None)
         self.delta_vectors[item.id] = np.ascontiguousarray(vec, dtype=np.float32)
         self.delta_lexical.upsert(item.id, tokenize(document_text(item)))
 
@@ -826,6 +1153,7 @@ class _OpenedSide:
         item_id = int(item_id)
         present = self.item(item_id) is not None
         self.delta_items.pop(item_id, None)
+        self.delta_words.pop(item_id, None)
         self.delta_vectors.pop(item_id, None)
         self.delta_lexical.remove(item_id)
         if self._in_base(item_id):
@@ -903,8 +1231,7 @@ class MatchEngine:
                 for item in side_items:
                     if item.id in side.items:
                         raise ValueError(f"duplicate item {side_name}:{item.id}")
-                    side.items[item.id] = item
-                    side.index_facets(item)
+                    side.add(item)
                 if not side_items:
                     continue
                 mat = np.stack(
@@ -1108,17 +1435,34 @@ class MatchEngine:
             lex_all.update(lexical.scores_for(missing_lex))
         best_lex = max(lex_all.values(), default=0.0)
         cfg = self.config
-        ranked = []
-        for cid in candidates:
-            d = max(0.0, min(1.0, dense.get(cid, 0.0)))
-            lx = lex_all.get(cid, 0.0) / best_lex if best_lex > 0 else 0.0
-            struct, _ = self._structured(query, side.item(cid))
-            score = cfg.w_dense * d + cfg.w_lexical * lx + cfg.w_structured * struct
-            ranked.append((score, cid, d, lx))
-        ranked.sort(key=lambda r: (-r[0], r[1]))
+        # every signal for the whole pool at once: float64 arrays, the same operations in the
+        # same order as the per-item formulas (see _structured), so the scores are identical
+        cids = list(candidates)
+        if not cids:
+            return []
+        cand = np.asarray(cids, dtype=np.int64)
+        n_cand = len(cids)
+        d = np.clip(np.fromiter((dense.get(c, 0.0) for c in cids), np.float64, count=n_cand), 0.0, 1.0)
+        lx = np.fromiter((lex_all.get(c, 0.0) for c in cids), np.float64, count=n_cand)
+        lx = lx / best_lex if best_lex > 0 else np.zeros(n_cand, dtype=np.float64)
+        struct = (
+            side.structured_scores(cfg, query, cids)
+            if cfg.w_structured
+            else np.zeros(len(cids), dtype=np.float64)
+        )
+        score = cfg.w_dense * d + cfg.w_lexical * lx + cfg.w_structured * struct
+        top = np.lexsort((cand, -score))[:k].tolist()
         hits = [
-            self._explain(query, side.item(cid), target=target, dense=d, lexical=lx, q=q, score=score)
-            for score, cid, d, lx in ranked[:k]
+            self._explain(
+                query,
+                side.item(cids[n]),
+                target=target,
+                dense=float(d[n]),
+                lexical=float(lx[n]),
+                q=q,
+                score=float(score[n]),
+            )
+            for n in top
         ]
         self._attach_evidence(q, side, hits)
         return hits
@@ -1126,31 +1470,8 @@ class MatchEngine:
     # ---------------------------------------------------------------- signals & explanations
 
     def _structured(self, query: Item | None, item: Item) -> tuple[float, dict[str, float]]:
-        cfg = self.config
-        parts = {"field": 0.0, "city": 0.0, "county": 0.0, "tags": 0.0, "maturity": 0.0}
-        if query is not None:
-            if set(query.categories) & set(item.categories):
-                parts["field"] = 1.0
-            elif set(query.areas) & set(item.areas):
-                parts["field"] = 0.5
-            if query.region_city and query.region_city == item.region_city:
-                parts["city"] = 1.0
-                if query.region_county and query.region_county == item.region_county:
-                    parts["county"] = 1.0
-            if query.tags:
-                parts["tags"] = len(set(query.tags) & set(item.tags)) / len(set(query.tags))
-        if item.maturity:
-            parts["maturity"] = MATURITY_SCORES.get(item.maturity, 0.0)
-        weights = {
-            "field": cfg.w_field,
-            "city": cfg.w_city,
-            "county": cfg.w_county,
-            "tags": cfg.w_tags,
-            "maturity": cfg.w_maturity,
-        }
-        total = sum(weights.values())
-        value = sum(weights[n] * parts[n] for n in parts) / total if total > 0 else 0.0
-        return value, parts
+        """The structured signal of ``item`` for ``query`` and its sub-signals."""
+        return _structured(self.config, query, item)
 
     def _explain(
         self,
@@ -1212,43 +1533,72 @@ class MatchEngine:
             related_terms=related,
         )
 
+    def _plan(self, q: _Query, side: Any) -> _ExplainPlan:
+        """The query's explanation plan for ``side`` (cached on the query)."""
+        plan = q.plans.get(id(side))
+        if plan is not None:
+            return plan
+        n_docs = len(side)
+        stats: dict[str, tuple[bool, float]] = {}
+
+        def informative(term: str) -> bool:
+            return stat(term)[0]
+
+        def stat(term: str) -> tuple[bool, float]:
+            found = stats.get(term)
+            if found is None:
+                ok = _showable(term) and (
+                    n_docs < _DF_MIN_DOCS or side.doc_freq(term) <= _DF_MAX_SHARE * n_docs
+                )
+                found = stats[term] = (ok, side.idf(term) if ok else 0.0)
+            return found
+
+        def rarest_first(terms: Iterable[str]) -> list[str]:
+            return sorted(terms, key=lambda t: (-stat(t)[1], t))
+
+        th = thesaurus()
+        shown_order = rarest_first(t for t in q.words if informative(t))
+        synonyms = [
+            (word, rarest_first(m for m in th.related(word) if m not in q.words and informative(m)))
+            for word in rarest_first(w for w in q.words if w in th and informative(w))
+        ]
+        plan = q.plans[id(side)] = _ExplainPlan(shown_order, synonyms)
+        return plan
+
     def _shared_terms(self, q: _Query, item: Item, side: Any) -> tuple[list[str], list[tuple[str, str]]]:
         """Whole words shared by the query and ``item`` (rarest first, none inside a longer one
         shown, written case), and thesaurus pairs (query word, item word) for words the item
         does not share but expresses with a group-mate."""
         cfg = self.config
-        item_text = _own_text(item)
-        item_words = frozenset(words(item_text))
-        n_docs = len(side)
-
-        def informative(term: str) -> bool:
-            if not _showable(term):
-                return False
-            return n_docs < _DF_MIN_DOCS or side.doc_freq(term) <= _DF_MAX_SHARE * n_docs
-
-        def rarest_first(terms: Iterable[str]) -> list[str]:
-            return sorted(terms, key=lambda t: (-side.idf(t), t))
-
+        plan = self._plan(q, side)
+        try:
+            item_words = side.item_words(item.id)
+        except KeyError:  # not indexed as it stands (a draft)
+            item_words = frozenset(words(_own_text(item)))
         shown: list[str] = []
-        for term in rarest_first(t for t in q.words & item_words if informative(t)):
+        for term in plan.shown_order:
+            if term not in item_words:
+                continue
             if any(term in other for other in shown):
                 continue
             shown = [s for s in shown if s not in term]
             shown.append(term)
             if len(shown) >= cfg.max_reason_terms:
                 break
-        th = thesaurus()
         pairs: dict[str, str] = {}
-        candidates = [w for w in q.words if w in th and w not in item_words and informative(w)]
-        for word in rarest_first(candidates):
-            for mate in rarest_first(th.related(word)):
-                if mate in item_words and mate not in q.words and informative(mate):
+        for word, mates in plan.synonyms:
+            if word in item_words:
+                continue
+            for mate in mates:
+                if mate in item_words:
                     if mate not in pairs.values() and not any(mate in s for s in shown):
                         pairs[word] = mate
                     break
             if len(pairs) >= 3:
                 break
-        texts = (q.text, item_text)
+        if not shown and not pairs:
+            return [], []
+        texts = (q.text, _own_text(item))
         related = [(_written_case(a, texts), _written_case(b, texts)) for a, b in pairs.items()]
         return [_written_case(t, texts) for t in shown], related
 

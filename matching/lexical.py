@@ -59,6 +59,28 @@ def _weights(query_tokens: Sequence[str] | Mapping[str, float]) -> dict[str, flo
     return dict.fromkeys(query_tokens, 1.0)
 
 
+def _csc_matvec(
+    n_rows: int,
+    n_columns: int,
+    indptr: np.ndarray,
+    indices: np.ndarray,
+    data: np.ndarray,
+    x: np.ndarray,
+    out: np.ndarray,
+) -> None:
+    """``out += A @ x`` for a CSC matrix, column by column in float32 (scipy's sparsetools when
+    available, else the same sums with numpy)."""
+    try:
+        from scipy.sparse import _sparsetools
+    except ImportError:  # pragma: no cover - scipy comes with bm25s
+        for j in range(n_columns):
+            docs = indices[indptr[j] : indptr[j + 1]]
+            values = data[indptr[j] : indptr[j + 1]]
+            out[docs] += values if x[j] == 1 else x[j] * values
+        return
+    _sparsetools.csc_matvec(n_rows, n_columns, indptr, indices, data, x, out)
+
+
 def _lucene_idf(df: int, n: int) -> float:
     return math.log(1 + (n - df + 0.5) / (df + 0.5)) if df > 0 else 0.0
 
@@ -168,23 +190,23 @@ class _Scoring(ABC):
         scores = np.zeros(n, dtype=np.float32)
         if not columns:
             return ScoredQuery(self, scores, empty)
-        touched_parts = []
-        for col, weight in columns:
-            start, end = int(indptr[col]), int(indptr[col + 1])
-            if start == end:
-                continue
-            docs = indices[start:end]
-            values = data[start:end]
-            if weight == 1.0:
-                scores[docs] += values  # each document occurs once per column
-            else:
-                scores[docs] += np.float32(weight) * values.astype(np.float32)
-            touched_parts.append(docs)
-        if not touched_parts:
+        spans = [(int(indptr[col]), int(indptr[col + 1]), weight) for col, weight in columns]
+        spans = [span for span in spans if span[1] > span[0]]
+        if not spans:
             return ScoredQuery(self, scores, empty)
-        total = sum(len(p) for p in touched_parts)
+        # The query's posting lists as one small CSC matrix (columns in sum order) times the
+        # query weights: scipy's matvec adds ``data · weight`` column by column in float32, the
+        # very sums of a per-column ``scores[docs] += weight · values`` loop, in one C pass.
+        total = sum(end - start for start, end, _ in spans)
+        index_type = np.int32 if total < 2**31 - 1 and n < 2**31 - 1 else np.int64
+        sub_indptr = np.zeros(len(spans) + 1, dtype=index_type)
+        np.cumsum([end - start for start, end, _ in spans], out=sub_indptr[1:])
+        sub_indices = np.concatenate([indices[a:b] for a, b, _ in spans]).astype(index_type, copy=False)
+        sub_data = np.concatenate([data[a:b] for a, b, _ in spans]).astype(np.float32, copy=False)
+        weights = np.asarray([weight for _, _, weight in spans], dtype=np.float32)
+        _csc_matvec(n, len(spans), sub_indptr, sub_indices, sub_data, weights, scores)
         if total * 4 < n:
-            touched = np.unique(np.concatenate(touched_parts)).astype(np.int64)
+            touched = np.unique(sub_indices).astype(np.int64)
         else:
             touched = np.flatnonzero(scores > 0)
         return ScoredQuery(self, scores, touched)
