@@ -163,20 +163,21 @@ def _load_items(side: str, ids: Sequence[int] | None) -> list[Item]:
         Product.region_city,
         Product.region_county,
     ).where(Product.status == published)
-    field_stmt = (
-        select(ProductField.product_id, ProductField.category, ProductField.area)
-        .join(Product, Product.id == ProductField.product_id)
-        .where(Product.status == published)
-    )
-    tag_stmt = (
-        select(ProductTag.product_id, ProductTag.tag)
-        .join(Product, Product.id == ProductTag.product_id)
-        .where(Product.status == published)
-    )
+    field_stmt = select(ProductField.product_id, ProductField.category, ProductField.area)
+    tag_stmt = select(ProductTag.product_id, ProductTag.tag)
     if ids is not None:
+        # A few ids (the delta): their rows by primary key; rows of an id that is not published
+        # are read but never used (only published products are listed below).
         stmt = stmt.where(Product.id.in_(ids))
         field_stmt = field_stmt.where(ProductField.product_id.in_(ids))
         tag_stmt = tag_stmt.where(ProductTag.product_id.in_(ids))
+    else:
+        field_stmt = field_stmt.join(Product, Product.id == ProductField.product_id).where(
+            Product.status == published
+        )
+        tag_stmt = tag_stmt.join(Product, Product.id == ProductTag.product_id).where(
+            Product.status == published
+        )
     categories: dict[int, list[str]] = {}
     areas: dict[int, list[str]] = {}
     for product_id, category, area in db.session.execute(field_stmt):

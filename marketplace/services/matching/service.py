@@ -25,12 +25,16 @@ script, test) the service builds the first version itself.
 
 **The delta.** Entries published, changed or withdrawn after a version was built are held in a
 small in-memory delta per worker. The freshness check reads the ``index_state`` rows (one small
-query per request); when they moved, it reads the rows whose ``updated_at`` is newer than the
-version's stamp (one query per side) plus one count of the older published rows, which catches
-rows published with an old stamp or deleted (then the ids are compared). New and changed entries
-go into the delta (scored with the version's BM25 statistics, their vectors exactly), and
-changed or withdrawn ones are masked out of the version at once. Publishing queues the job,
-whose new version folds the delta in.
+query per request); when they moved, it refreshes only the side the query searches (the other
+side waits for a query of its own): it reads that side's rows whose ``updated_at`` is newer than
+the version's stamp (one query) plus the count and id sum of all published rows (an index-only
+scan; the older ones are those minus the newer ones), which catches rows published with an old
+stamp or deleted (then the ids are compared). Only rows whose ``updated_at`` differs from the
+delta's copy are loaded and tokenised again; entries still without their vector are looked up
+in the embedding cache again only when the ``vectors`` row moved. New and changed entries go
+into the delta (scored with the version's BM25 statistics, their vectors exactly), and changed
+or withdrawn ones are masked out of the version at once. Publishing queues the job, whose new
+version folds the delta in.
 
 **Who encodes** (DESIGN.md, "The matching engine at run time"): the request path never encodes
 a corpus entry. Inside a request (:func:`flask.has_request_context`) the service only reads
@@ -275,7 +279,10 @@ class MatchingService:
         self._pointer_seen: tuple[int, int] | None = None
         #: Rows the delta holds, with the ``updated_at`` they were indexed with.
         self._delta_rows: dict[str, dict[int, datetime]] = {side: {} for side in SIDES}
-        self._needs_refresh = True
+        #: Sides whose delta must be refreshed whatever the stamps say (a version was adopted).
+        self._needs_refresh: set[str] = set(SIDES)
+        #: The ``index_state`` stamp each side's delta was last refreshed at.
+        self._side_synced: dict[str, SyncStamp] = {}
         #: No version and too many published entries to serve from a delta: answer empty.
         self._delta_capped = False
         self._template: Encoder | None = None
@@ -402,7 +409,8 @@ class MatchingService:
         self._version = version
         self._delta_rows = {side: {} for side in SIDES}
         self._pending, self._requested = set(), set()
-        self._needs_refresh = True
+        self._needs_refresh = set(SIDES)
+        self._side_synced = {}
         if version is not None:
             self._fitted_on = version.meta.get("fitted_on")
 
@@ -603,6 +611,7 @@ class MatchingService:
             index_sync.bump(VECTORS)
             db.session.commit()
             self._synced = self._read_sync_stamp()
+            self._side_synced = dict.fromkeys(SIDES, self._synced)
             if prune:
                 report.pruned = self.prune_cache()
             return report
@@ -621,14 +630,28 @@ class MatchingService:
         self._delta_capped = total > DELTA_ONLY_LIMIT
 
     @staticmethod
+    def _published_totals(side: str) -> tuple[int, int]:
+        """(count, sum of the ids) of the published rows of one side, in one index-only scan."""
+        model = MODELS[side]
+        totals = select(func.count(), func.coalesce(func.sum(model.id), 0)).select_from(model)
+        count, id_sum = db.session.execute(totals.where(model.status == PUBLISHED)).one()
+        return int(count), int(id_sum)
+
+    @staticmethod
     def _published_count(side: str) -> int:
         model = MODELS[side]
         count = select(func.count()).select_from(model).where(model.status == PUBLISHED)
         return db.session.scalar(count) or 0
 
-    def _refresh_delta(self) -> None:
-        """Bring the delta up to date: the rows changed since the version's stamp (one small
-        query per side), checked against the version's counts; see the module docstring."""
+    def _refresh_delta(self, sides: Sequence[str] = SIDES, stamp_now: SyncStamp | None = None) -> None:
+        """Bring the delta of ``sides`` up to date: the rows changed since the version's stamp
+        (one query per side), checked against the version's counts; see the module docstring.
+
+        Incremental: only rows whose ``updated_at`` differs from the one the delta holds are
+        loaded and tokenised again. Entries held without their vector (pending) are looked up
+        in the embedding cache again only when the ``vectors`` row of ``stamp_now`` moved since
+        the side was last refreshed (the encoding job bumps it after storing vectors), so a
+        publish does not re-read every earlier pending entry."""
         engine = self._engine
         assert engine is not None
         version = self._version
@@ -636,7 +659,7 @@ class MatchingService:
         if version is not None and version.meta.get("stamp"):
             stamp = datetime.fromisoformat(version.meta["stamp"])
         encoder = engine.encoder
-        for side in SIDES:
+        for side in sides:
             model = MODELS[side]
             if version is None:
                 if self._delta_capped:
@@ -662,7 +685,13 @@ class MatchingService:
                 engine.remove(side, item_id)  # an old delta row no longer newer: cannot happen
                 del held[item_id]
             changed = {i for i, updated in published.items() if held.get(i) != updated}
-            waiting = {i for s, i in self._pending if s == side and i in published} - changed
+            previous = self._side_synced.get(side)
+            vectors_moved = side in self._needs_refresh or None in (stamp_now, previous)
+            if not vectors_moved and previous is not None and stamp_now is not None:
+                vectors_moved = previous[1] != stamp_now[1]
+            waiting: set[int] = set()
+            if vectors_moved:
+                waiting = {i for s, i in self._pending if s == side and i in published} - changed
             if not changed and not waiting:
                 continue
             items = load_published_items(side, sorted(changed | waiting))
@@ -681,22 +710,28 @@ class MatchingService:
                     self._requested.discard(key)
                 held[item.id] = published[item.id]
             self._note_pending(pending if _is_real(encoder) else set())  # (the job is queued already)
-        self._needs_refresh = False
+        self._needs_refresh.difference_update(sides)
 
     def _base_drift(
         self, engine: MatchEngine, side: str, model: Any, stamp: datetime | None, newer: dict
     ) -> tuple[dict[int, datetime], list[int]]:
         """Rows not newer than the stamp that the version does not hold as they are: published
         later with an old ``updated_at`` (a frozen clock, a long transaction) or deleted. Found
-        by one count; only when it disagrees, by comparing the ids."""
-        base_count = int(self._version.meta.get("counts", {}).get(side, 0)) if self._version else 0
-        old = select(func.count()).select_from(model).where(model.status == PUBLISHED)
-        if stamp is not None:
-            old = old.where(model.updated_at <= stamp)
-        n_old = db.session.scalar(old) or 0
+        by one aggregate (count and sum of the ids); only when it disagrees, by comparing the ids.
+
+        The older published rows are all published rows minus the newer published ones:
+        ``count(*), sum(id) WHERE status = 'published'`` is an index-only scan, whereas the older
+        rows themselves (``updated_at <= stamp``) are nearly the whole table.
+        The sum also catches a deleted row and a late one that would leave the count unchanged."""
+        n_published, id_sum = self._published_totals(side)
+        newer_published = [i for i, (status, _) in newer.items() if status == PUBLISHED]
         base_ids = engine.base_ids(side)
-        newer_in_base = int(np.isin(np.fromiter(newer, dtype=np.int64), base_ids).sum()) if newer else 0
-        if n_old == base_count - newer_in_base:
+        newer_ids = np.fromiter(newer, dtype=np.int64, count=len(newer))
+        newer_in_base = newer_ids[np.isin(newer_ids, base_ids)]
+        if (
+            n_published - len(newer_published) == len(base_ids) - len(newer_in_base)
+            and id_sum - sum(newer_published) == int(base_ids.sum()) - int(newer_in_base.sum())
+        ):
             return {}, []
         rows = select(model.id, model.updated_at).where(model.status == PUBLISHED)
         if stamp is not None:
@@ -707,9 +742,12 @@ class MatchingService:
         missing = [int(i) for i in np.setdiff1d(base_ids, old_ids).tolist() if int(i) not in newer]
         return extra, missing
 
-    def _sync(self) -> MatchEngine | None:
-        """Bring the engine up to date (see the module docstring): open a newer version if the
-        pointer moved, else refresh the delta when the ``index_state`` rows moved."""
+    def _sync(self, sides: Sequence[str] = SIDES) -> MatchEngine | None:
+        """Bring the engine up to date for a query of ``sides`` (see the module docstring): open
+        a newer version if the pointer moved, else refresh the delta of ``sides`` when the
+        ``index_state`` rows moved since that side was refreshed. A side no query needs is not
+        read (a product search after a publish scans no opportunities); it is refreshed by the
+        next query that needs it."""
         if not self.enabled:
             return None
         stamp = self._read_sync_stamp()
@@ -721,11 +759,16 @@ class MatchingService:
                     self.build_version()  # CLI, job or script: it may build
                 elif self._engine is None:
                     self._serve_without_version()
-            if self._needs_refresh or stamp[0] is None or stamp != self._synced:
-                self._refresh_delta()
+            stale = [
+                side for side in sides
+                if side in self._needs_refresh or stamp[0] is None or self._side_synced.get(side) != stamp
+            ]
+            if stale:
+                self._refresh_delta(stale, stamp)
+                self._side_synced.update(dict.fromkeys(stale, stamp))
             self._synced = stamp
         if self._queue_encoding():
-            return self._sync()  # the job ran in this process (immediate mode): take its version
+            return self._sync(sides)  # the job ran in this process (immediate mode): take its version
         return self._engine
 
     def preload(self) -> None:
@@ -753,7 +796,7 @@ class MatchingService:
     ) -> list[MatchResult]:
         """Published products ranked for an opportunity (which may itself be unpublished)."""
         check_k(k)
-        engine = self._sync()
+        engine = self._sync((EntryKind.PRODUCT.value,))
         if engine is None:
             return []
         item = item_for(opportunity)
@@ -765,7 +808,7 @@ class MatchingService:
     ) -> list[MatchResult]:
         """Published opportunities ranked for a product (which may itself be unpublished)."""
         check_k(k)
-        engine = self._sync()
+        engine = self._sync((EntryKind.OPPORTUNITY.value,))
         if engine is None:
             return []
         return self._results(EntryKind.OPPORTUNITY, engine.opportunities_for(item_for(product), k, filters))
@@ -775,7 +818,7 @@ class MatchingService:
         text = check_query_text(text)
         check_side(side)
         check_k(k)
-        engine = self._sync()
+        engine = self._sync((side,))
         if engine is None:
             return []
         return self._results(side, engine.search(text, side, k, filters))
@@ -784,7 +827,7 @@ class MatchingService:
         """Published near-duplicates of ``entry`` on its own side (never the entry itself)."""
         check_side(kind)
         check_k(k)
-        engine = self._sync()
+        engine = self._sync((kind,))
         if engine is None:
             return []
         item = item_for(entry)
