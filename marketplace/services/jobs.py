@@ -296,6 +296,10 @@ class JobProgress:
         self.huey = _store()  # the heartbeat thread has no app context
         self._last_live = 0.0
         self._last_row = _clock()
+        #: When the live record was last written (by a report or the heartbeat thread).
+        self._last_beat = _clock()
+        #: A report was throttled: the heartbeat thread writes it within LIVE_INTERVAL.
+        self.unsent = False
         self._lock = threading.Lock()
 
     # The Progress protocol.
@@ -328,13 +332,24 @@ class JobProgress:
     def beat(self) -> None:
         """Refresh the live record (the heartbeat thread calls this)."""
         with self._lock:
+            self.unsent = False
+            self._last_beat = _clock()
             _put_live(self.job_id, self.record(), self.huey)
+
+    def due(self, interval: float) -> bool:
+        """Whether the heartbeat thread should write now: a throttled report waits, or the
+        record is ``interval`` seconds old."""
+        return self.unsent or _clock() - self._last_beat >= interval
 
     def _report(self, force: bool = False) -> None:
         now = _clock()
         if force or now - self._last_live >= LIVE_INTERVAL:
             self._last_live = now
             self.beat()
+        else:
+            # Throttled. Without a later report (a job that reports, then works for a long
+            # time) users would see it only at the next heartbeat, up to 30 s later.
+            self.unsent = True
         if force or now - self._last_row >= ROW_INTERVAL:
             self._last_row = now
             self.flush_row()
@@ -388,7 +403,8 @@ def stale_seconds() -> float:
 
 
 class Heartbeat:
-    """A daemon thread that calls ``progress.beat()`` every ``interval`` seconds until stopped."""
+    """A daemon thread that calls ``progress.beat()`` every ``interval`` seconds until stopped,
+    and within :data:`LIVE_INTERVAL` of a report the throttle held back (the trailing edge)."""
 
     def __init__(self, progress: JobProgress, interval: float) -> None:
         self.progress = progress
@@ -398,8 +414,10 @@ class Heartbeat:
         self._thread = threading.Thread(target=self._run, name=name, daemon=True)
 
     def _run(self) -> None:
-        while not self._stop.wait(self.interval):
-            self.progress.beat()
+        tick = min(self.interval, LIVE_INTERVAL)
+        while not self._stop.wait(tick):
+            if self.progress.due(self.interval):
+                self.progress.beat()
 
     def __enter__(self) -> Heartbeat:
         self._thread.start()

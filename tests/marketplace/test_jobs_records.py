@@ -346,6 +346,28 @@ def test_live_progress_writes_are_throttled(make, monkeypatch):
     assert progress.done == 1000
 
 
+def test_a_throttled_report_reaches_users_within_the_live_interval(make, monkeypatch):
+    """A job that reports twice in a row and then works for long (an import's slow step): the
+    second report is throttled, and the heartbeat thread sends it at the throttle's trailing
+    edge, not at the next 30-second heartbeat."""
+    records = []
+    monkeypatch.setattr(job_records, "_put_live", lambda job_id, record, *args: records.append(dict(record)))
+    job = job_records.create("tests.jobs.steps", title="节流后补发")
+    progress = job_records.JobProgress(job, db.session)
+    with job_records.Heartbeat(progress, interval=30):
+        progress.start(10, "开始")
+        progress.advance(1, "已写入第1条")  # within LIVE_INTERVAL of start: throttled
+        assert [r["done"] for r in records] == [0]
+        deadline = time.monotonic() + 5
+        while len(records) < 2 and time.monotonic() < deadline:
+            time.sleep(0.02)
+        assert records[-1]["done"] == 1 and records[-1]["message"] == "已写入第1条"
+        assert time.monotonic() < deadline
+        sent = len(records)
+        time.sleep(job_records.LIVE_INTERVAL * 3)
+    assert len(records) == sent  # nothing more to send: no heartbeat before its 30 s
+
+
 def test_the_heartbeat_thread_refreshes_the_live_record_until_stopped(make, monkeypatch):
     beats = []
     monkeypatch.setattr(job_records, "_put_live", lambda job_id, record, *args: beats.append(job_id))
