@@ -100,6 +100,15 @@ def _weights(w: dict[str, Any]) -> str:
     return text
 
 
+def _defaults(out: dict[str, Any], spec: str) -> dict[str, Any]:
+    """The fixed weights evaluated for ``spec``: ``--config`` when given, else the encoder's
+    shipped defaults (``MatchConfig.for_encoder``)."""
+    if out["defaults"]:
+        return out["defaults"]
+    config = MatchConfig.for_encoder(spec)
+    return {key: getattr(config, key) for key in (*TOP_KEYS, "synonym_weight") if hasattr(config, key)}
+
+
 def _cell(res: dict[str, Any], ranking: str, metric: str) -> str:
     value = res[ranking][metric]
     ci = res.get("ci95", {}).get(ranking, {}).get(metric)
@@ -238,11 +247,8 @@ def markdown(out: dict[str, Any]) -> str:
             if key in e:
                 r = e[key]
                 tag = "in-sample: the defaults were tuned here" if s == "set1" else "not tuned on this set"
-                lines.append(
-                    _row(
-                        f"hybrid ({spec}), fixed defaults {_weights(out['defaults'])} ({tag})", r, "hybrid", k
-                    )
-                )
+                weights = _weights(_defaults(out, spec))
+                lines.append(_row(f"hybrid ({spec}), fixed defaults {weights} ({tag})", r, "hybrid", k))
         lines.append("")
     if any("union" in e for e in encs.values()):
         lines.append(
