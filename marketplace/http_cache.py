@@ -31,6 +31,7 @@
 
 from __future__ import annotations
 
+import bisect
 import functools
 import hashlib
 import os
@@ -43,7 +44,7 @@ from typing import Any
 
 from flask import Flask, current_app, request, session
 from flask.sessions import SecureCookieSession, SecureCookieSessionInterface
-from sqlalchemy import bindparam, event, func, literal, select, union_all, update
+from sqlalchemy import event, select, union_all, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.orm import Session
@@ -239,28 +240,35 @@ def code_version(root: Path = PROJECT_ROOT) -> tuple[str, datetime]:
     return digest.hexdigest()[:16], datetime.fromtimestamp(newest, UTC)
 
 
-def _stamp_query(with_events: bool):
-    """One statement: every ``index_state`` row, plus (for event pages) the latest event start or
-    end that has passed and the next one to come (relative to the bound parameter ``now``)."""
-    rows = select(IndexState.name, IndexState.version, IndexState.updated_at)
-    if not with_events:
-        return rows
-    now = bindparam("now", type_=Event.starts_at.type)
-    points = union_all(
-        select(Event.starts_at.label("t")),
-        select(Event.ends_at.label("t")).where(Event.ends_at.is_not(None)),
-    ).subquery()
-    last = select(func.max(points.c.t)).where(points.c.t <= now).scalar_subquery()
-    upcoming = select(func.min(points.c.t)).where(points.c.t > now).scalar_subquery()
-    return union_all(
-        rows,
-        select(literal("~events-last"), literal(0), last),
-        select(literal("~events-next"), literal(0), upcoming),
-    )
+#: Every ``index_state`` row: the counters the validators are made of.
+_STAMP_QUERY = select(IndexState.name, IndexState.version, IndexState.updated_at)
+#: Every event start and end: where 「即将举办」 / 「进行中」 / 「已结束」 change.
+_EVENT_TIMES_QUERY = union_all(
+    select(Event.starts_at.label("t")),
+    select(Event.ends_at.label("t")).where(Event.ends_at.is_not(None)),
+)
+_EVENT_TIMES = "http_cache_event_times"
 
 
-#: The two stamp statements, built once (building one cost as much as running it).
-_STAMP_QUERIES = {False: _stamp_query(False), True: _stamp_query(True)}
+def _event_boundaries(
+    pages: tuple[int, Any] | None, now: datetime
+) -> tuple[datetime | None, datetime | None]:
+    """The latest event start or end that has passed and the next one to come.
+
+    The sorted times are kept per process until the ``pages`` counter moves (any change to an
+    event moves it), so an event page's validators cost the same single query as any other
+    page's; without the counter they are read every time.
+    """
+    held = current_app.extensions.get(_EVENT_TIMES)
+    if pages is not None and held is not None and held[0] == pages:
+        times = held[1]
+    else:
+        found = db.session.connection().execute(_EVENT_TIMES_QUERY).scalars()
+        times = sorted(t for t in found if t is not None)
+        if pages is not None:
+            current_app.extensions[_EVENT_TIMES] = (pages, times)
+    at = bisect.bisect_right(times, now)
+    return (times[at - 1] if at else None), (times[at] if at < len(times) else None)
 
 
 def _index_pointers(config) -> tuple[Path, Path]:
@@ -290,14 +298,14 @@ def _index_stamps() -> list[str]:
 
 def validators() -> tuple[str, datetime]:
     """The weak ETag and the Last-Modified time of this request's public page."""
-    with_events = PUBLIC_ENDPOINTS[request.endpoint]
-    params = {"now": timeutil.now_naive_utc()} if with_events else {}
     # Core, not the ORM: the statement selects columns only, and the ORM's execute machinery cost
     # as much as the query itself.
-    rows = db.session.connection().execute(_STAMP_QUERIES[with_events], params).all()
-    request.environ[index_sync.REQUEST_STAMPS] = {
-        name: (number, stamp) for name, number, stamp in rows if not name.startswith("~")
-    }
+    rows = db.session.connection().execute(_STAMP_QUERY).all()
+    stamps = {name: (number, stamp) for name, number, stamp in rows}
+    request.environ[index_sync.REQUEST_STAMPS] = stamps
+    if PUBLIC_ENDPOINTS[request.endpoint]:
+        last, upcoming = _event_boundaries(stamps.get(PAGES), timeutil.now_naive_utc())
+        rows = [*rows, ("~events-last", 0, last), ("~events-next", 0, upcoming)]
     version, version_time = current_app.extensions["http_cache"]
     today = timeutil.local_today()
     parts = [version, today.isoformat(), request.full_path, *_index_stamps()]

@@ -127,6 +127,7 @@ def _forget_indexes(app) -> None:
     from marketplace.services import matching, search
 
     http_cache.page_cache(app).clear()  # its keys hold counters that restart with the tables
+    app.extensions.pop(http_cache._EVENT_TIMES, None)
     app.extensions[search.EXTENSION_KEY] = search.SearchIndex()
     app.extensions.pop("portal.published_counts", None)
     app.extensions.pop("portal.list_cache", None)
