@@ -188,3 +188,29 @@ def test_two_workers_map_the_same_version_read_only(make, app):
     files_a, files_b = first._engine.files(), second._engine.files()
     assert files_a and files_a == files_b
     assert all(f.is_relative_to(first.current_version().path) for f in files_a)
+
+
+def test_preload_opens_the_current_version_before_any_request(make, builds):
+    """Under ``gunicorn --preload`` the master opens the version once (memory-mapped, shared by
+    the forked workers), so a fresh worker's first query opens nothing."""
+    from tests.marketplace.test_matching_app import names
+
+    corpus = build_corpus(make)
+    matching.get_service().rebuild()  # what `flask matching rebuild` leaves behind
+    version = matching.get_service().current_version().version
+    master = MatchingService.from_config(worker_config())
+    master.preload()
+    assert master.status().index_version == version
+    assert master._engine is not None and master._version.version == version
+    opened = master._version
+    results = master.products_for_opportunity(corpus.parking_need, k=10)
+    assert master._version is opened  # the first query did not open it again
+    assert corpus.parking_product.name in names(results)
+    assert builds == [False, False]  # the rebuild above; preloading built nothing
+
+
+def test_preload_without_a_version_builds_nothing(make, builds, tmp_path):
+    build_corpus(make)
+    master = MatchingService.from_config({**worker_config(), "MATCHING_INDEX_DIR": str(tmp_path)})
+    master.preload()
+    assert master._engine is None and not builds

@@ -772,10 +772,18 @@ class MatchingService:
         return self._engine
 
     def preload(self) -> None:
-        """Load the encoder (the e5-small model) now, e.g. in a gunicorn master before it forks,
-        so that the workers share its memory pages copy-on-write. Encodes nothing."""
-        if self.enabled:
-            self._base_encoder()
+        """Load the encoder (the e5-small model) and open the current index version now, e.g. in
+        a gunicorn master before it forks, so that the workers share their memory pages
+        copy-on-write and a fresh worker's first query opens nothing. Encodes nothing, builds
+        nothing and reads no database (the delta is refreshed by the first query)."""
+        if not self.enabled:
+            return
+        self._base_encoder()
+        try:
+            with self._lock:
+                self._open_current()
+        except Exception:  # never keep a server from starting: the first query opens it
+            logger.warning("matching: the index version could not be opened at start", exc_info=True)
 
     @property
     def pending(self) -> int:
