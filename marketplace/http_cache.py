@@ -23,8 +23,14 @@
   it off), ``HTTP_PAGE_CACHE_SECONDS`` bounds an entry's age. What is stored is exactly what the
   view returned to an anonymous visitor: no session, no cookie, status 200; the response headers
   that later hooks add (security headers, rate limits) are added again on every hit.
-* **Cache-Control.** Such a 200 gets ``public, max-age=60, stale-while-revalidate=…``, unless
-  the response wrote the session (a form with a CSRF token, a flash) or set any cookie. Any
+* **Cache-Control.** Such a 200 gets ``public, max-age=0, must-revalidate, s-maxage=60``,
+  unless the response wrote the session (a form with a CSRF token, a flash) or set any cookie:
+  a shared cache (nginx) may serve it for ``HTTP_CACHE_MAX_AGE`` seconds, a browser must ask
+  again every time — with its cookies, so that a visitor who has just signed in gets the
+  personal page, never the anonymous copy it stored a minute ago (a conditional request for an
+  unchanged anonymous page is a cheap 304). No ``stale-while-revalidate``: browsers would show
+  the stored anonymous page once more after a sign-in; nginx serves stale entries while it
+  refreshes them on its own (``proxy_cache_use_stale updating``, docs/deployment.md). Any
   response to a request with a session, remember-me cookie or API token, or that writes the
   session, gets ``private, no-store`` unless the view chose its own ``Cache-Control``.
 """
@@ -357,8 +363,9 @@ def _set_public(response: Response, etag: str, last_modified: datetime) -> None:
     response.set_etag(etag, weak=True)
     response.last_modified = last_modified
     response.cache_control.public = True
-    response.cache_control.max_age = int(config["HTTP_CACHE_MAX_AGE"])
-    response.cache_control.stale_while_revalidate = int(config["HTTP_CACHE_STALE_SECONDS"])
+    response.cache_control.max_age = 0  # browsers: revalidate, sending the cookies they now have
+    response.cache_control.must_revalidate = True
+    response.cache_control.s_maxage = int(config["HTTP_CACHE_MAX_AGE"])  # shared caches (nginx)
 
 
 def _cache_headers(response: Response) -> Response:
@@ -468,7 +475,6 @@ def init_app(app: Flask) -> None:
     if "http_cache" in app.extensions:
         raise RuntimeError("http_cache.init_app was already called for this app")
     app.config.setdefault("HTTP_CACHE_MAX_AGE", int(os.environ.get("HTTP_CACHE_MAX_AGE") or 60))
-    app.config.setdefault("HTTP_CACHE_STALE_SECONDS", int(os.environ.get("HTTP_CACHE_STALE_SECONDS") or 300))
     app.config.setdefault("HTTP_PAGE_CACHE_BYTES",
                           int(os.environ.get("HTTP_PAGE_CACHE_BYTES") or 32 * 1024 * 1024))
     app.config.setdefault("HTTP_PAGE_CACHE_SECONDS", int(os.environ.get("HTTP_PAGE_CACHE_SECONDS") or 600))

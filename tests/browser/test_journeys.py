@@ -217,3 +217,21 @@ def test_organizer_curates_a_shortlist_for_an_event(page, live, accounts, consol
     expect(unpinned.nth(1).locator(".fw-semibold")).to_contain_text(first)
     shoot(page, "shortlist")
     console.assert_clean()
+
+
+def test_signing_in_shows_the_personal_home_page_at_once(page, live, accounts, console):
+    """The anonymous home page is publicly cacheable; the browser must still not show its stored
+    anonymous copy to the visitor who has just signed in (it revalidates with its cookies)."""
+    page.goto(f"{live.url}/")
+    expect(page.locator("nav.navbar")).to_contain_text("登录")
+    page.goto(f"{live.url}/products")
+    login(page, live.url, accounts["firm"])
+    for url in ("/", "/products"):
+        page.goto(f"{live.url}{url}")
+        expect(page.locator("nav.navbar")).to_contain_text("退出")
+    page.locator("nav.navbar .nav-user-name").click()  # opens the account menu
+    page.locator("nav.navbar").get_by_role("button", name="退出").click()
+    page.wait_for_load_state()
+    page.goto(f"{live.url}/")
+    expect(page.locator("nav.navbar")).not_to_contain_text("退出")
+    console.assert_clean()
