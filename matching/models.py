@@ -865,12 +865,17 @@ def compare_onnx_with_torch(
     return {"min_cosine": min(min(v) for v in cosines.values()), "cosines": cosines}
 
 
-def _onnx_support() -> str | None:
-    """Why the ONNX copy cannot be made here (a missing package), or ``None``."""
-    for module in ("onnx", "onnxruntime"):
+def _missing_package(*modules: str) -> str | None:
+    """Why something cannot be done here (the first of ``modules`` not installed), or ``None``."""
+    for module in modules:
         if importlib.util.find_spec(module) is None:
             return f"the Python package {module} is not installed"
     return None
+
+
+def _onnx_support() -> str | None:
+    """Why the ONNX copy cannot be made here (a missing package), or ``None``."""
+    return _missing_package("onnx", "onnxruntime")
 
 
 def ensure_onnx(
@@ -1020,10 +1025,8 @@ def bf16_allowed(folder: str | os.PathLike[str]) -> bool:
 
 
 def _torch_support() -> str | None:
-    for module in ("torch", "transformers", "sentence_transformers"):
-        if importlib.util.find_spec(module) is None:
-            return f"the Python package {module} is not installed"
-    return None
+    """Why the bf16 check cannot run here (a missing package), or ``None``."""
+    return _missing_package("torch", "transformers", "sentence_transformers")
 
 
 def ensure_bf16(
