@@ -54,6 +54,7 @@ from sqlalchemy import create_engine, event, func, select, text  # noqa: E402
 from sqlalchemy.engine import make_url  # noqa: E402
 
 from benchmarks.load import app_config, build  # noqa: E402
+from benchmarks.publish_latency import drop_database  # noqa: E402
 
 DATABASE = "bench_render_profile"
 WORKDIR = Path(tempfile.gettempdir()) / "bench-render-profile"
@@ -224,16 +225,6 @@ def timing_database(base_url: str, fresh: bool) -> tuple[str, bool]:
     return url, not exists or not (WORKDIR / "built.json").exists()
 
 
-def drop_timing_database(base_url: str) -> None:
-    base = make_url(base_url)
-    if base.drivername == "postgresql":
-        base = base.set(drivername="postgresql+psycopg")
-    admin = create_engine(base, isolation_level="AUTOCOMMIT")
-    with admin.connect() as conn:
-        conn.execute(text(f'DROP DATABASE IF EXISTS "{DATABASE}" WITH (FORCE)'))
-    admin.dispose()
-
-
 def timing_env(url: str) -> dict[str, str]:
     return {
         **os.environ,
@@ -304,7 +295,7 @@ def run_timing(args) -> None:
             [{k: v for k, v in r.items() if not k.startswith("profile")} for r in results],
             ensure_ascii=False, indent=1))
     if args.drop:
-        drop_timing_database(args.database_url)
+        drop_database(args.database_url, DATABASE)
 
 
 # -------------------------------------------------------------------- HTML before / after

@@ -190,20 +190,12 @@ def public_stamp() -> Hashable | None:
     On an anonymous public page the HTTP cache's validators have already read both rows
     (:data:`index_sync.REQUEST_STAMPS`); otherwise one query reads them.
     """
-    if not has_request_context():
-        rows = _read_stamps()
-    else:
-        environ = request.environ
-        if _STAMP in environ:
-            return environ[_STAMP]
-        rows = environ.get(index_sync.REQUEST_STAMPS)
-        if rows is None:
-            rows = _read_stamps()
-    entries = rows.get(index_sync.ENTRIES)
-    stamp = None if entries is None else (entries, rows.get(index_sync.PAGES))
-    if has_request_context():
-        request.environ[_STAMP] = stamp
-    return stamp
+    environ = request.environ if has_request_context() else {}
+    if _STAMP not in environ:
+        rows = environ.get(index_sync.REQUEST_STAMPS) or _read_stamps()
+        entries = rows.get(index_sync.ENTRIES)
+        environ[_STAMP] = None if entries is None else (entries, rows.get(index_sync.PAGES))
+    return environ[_STAMP]
 
 
 def versioned(key: Hashable, compute: Callable[[], Any]) -> Any:

@@ -3,11 +3,9 @@ the entries, home data cached per public data version, remembered filter selects
 
 from __future__ import annotations
 
-from contextlib import contextmanager
 from datetime import timedelta
 
 import pytest
-from sqlalchemy import event
 from wtforms.widgets import Select
 
 from marketplace import timeutil
@@ -16,27 +14,14 @@ from marketplace.models import Batch, BatchStatus, EntryStatus
 from marketplace.portal.forms import ProductFilterForm, SearchForm
 from marketplace.services import index_sync, portal
 from marketplace.services.search import EntryFilters
-
-
-@contextmanager
-def statements(db):
-    seen: list[str] = []
-
-    def note(conn, cursor, statement, *args) -> None:
-        seen.append(statement)
-
-    event.listen(db.engine, "before_cursor_execute", note)
-    try:
-        yield seen
-    finally:
-        event.remove(db.engine, "before_cursor_execute", note)
+from tests.marketplace.test_query_counts import count_statements
 
 
 def render_statements(client, db, url: str) -> list[str]:
     """Statements of one render of ``url``, after a warm-up (never a page-cache hit)."""
     assert client.get(url).status_code == 200
     page_cache(client.application).clear()
-    with statements(db) as seen:
+    with count_statements(db) as seen:
         response = client.get(url)
     assert response.status_code == 200
     return seen
@@ -89,7 +74,7 @@ def test_statements_per_render_stay_under_the_ceiling(client, db, catalogue, url
 def test_product_detail_is_one_statement_for_the_product(client, db, catalogue):
     product_id = catalogue["products"][1].id
     db.session.expire_all()
-    with statements(db) as seen:
+    with count_statements(db) as seen:
         entry = portal.get_published_product(product_id)
         assert (entry.owner.name, entry.batch.title) == ("测试供应单位1", "2026年第一批产品清单")
         assert entry.categories == ["交通出行", "社会保障"] and entry.tags == ["5G", "大数据", "物联网"]
@@ -120,11 +105,11 @@ def test_cards_read_exactly_like_the_entries(catalogue, side):
 def test_home_data_is_cached_until_a_shown_table_changes(client, db, make, catalogue):
     client.get("/")
     page_cache(client.application).clear()
-    with statements(db) as seen:
+    with count_statements(db) as seen:
         stats = portal.home_stats()
     assert len(seen) == 1  # the stamp only
     assert stats.products == 6 and [p.name for p in stats.latest_products][:1] == ["停车诱导产品5"]
-    with statements(db) as seen:
+    with count_statements(db) as seen:
         assert portal.home_stats() == stats
     assert len(seen) == 1
 
@@ -140,7 +125,7 @@ def test_home_data_is_cached_until_a_shown_table_changes(client, db, make, catal
 def test_a_page_request_reads_the_stamps_once(client, db, catalogue):
     client.get("/products")
     page_cache(client.application).clear()
-    with statements(db) as seen:
+    with count_statements(db) as seen:
         assert client.get("/products").status_code == 200
     assert sum("index_state" in s for s in seen) == 1  # the validators' query serves the services
 
